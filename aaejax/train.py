@@ -1,0 +1,268 @@
+"""The training loop: data on device, one compiled call per step, eval, plots, checkpoints.
+
+:func:`train_and_evaluate` is what ``experiments/main.py`` runs. It writes into
+``workdir``: ``config.json``, ``metrics.jsonl`` (one JSON object per logging or
+eval event), TensorBoard events in ``tb/``, ``checkpoints/`` and ``plots/``.
+Re-running with the same ``workdir`` resumes from the latest checkpoint and ends
+bit-identical to an uninterrupted run: data order is a function of
+``(seed, epoch)`` and step randomness of ``fold_in(state.rng, step)``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import time
+from typing import Any, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import tqdm
+
+from aaejax import checkpoints, data, metrics, models, parallel, plots
+
+EVAL_TRAIN_CODES = 10_000  # training codes that the kNN classifier searches
+
+
+def _validate(config) -> None:
+  for field in ("num_steps", "batch_size", "log_every", "eval_every", "checkpoint_every"):
+    if int(config[field]) < 1:
+      raise ValueError(f"config.{field} must be >= 1, got {config[field]}.")
+  if config.dataset not in data.SUPPORTED_DATASETS:
+    raise ValueError(f"unknown dataset {config.dataset!r}; supported: {data.SUPPORTED_DATASETS}.")
+
+
+class MetricsWriter:
+  """Appends events to ``metrics.jsonl`` and TensorBoard; process 0 only."""
+
+  def __init__(self, workdir: str, resume_step: int | None):
+    self.active = jax.process_index() == 0
+    self.path = os.path.join(workdir, "metrics.jsonl")
+    if not self.active:
+      return
+    if resume_step is not None and os.path.exists(self.path):
+      # Drop events past the checkpoint: the resumed run writes them again.
+      with open(self.path) as f:
+        rows = [r for r in f if json.loads(r)["step"] <= resume_step]
+      with open(self.path, "w") as f:
+        f.writelines(rows)
+    from tensorboardX import SummaryWriter
+    self.tb = SummaryWriter(os.path.join(workdir, "tb"))
+
+  def write(self, step: int, scalars: Mapping[str, Any]) -> dict:
+    row = {"step": int(step), **{k: float(v) for k, v in scalars.items()}}
+    if self.active:
+      with open(self.path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+      for k, v in row.items():
+        if k != "step":
+          self.tb.add_scalar(k, v, step)
+      self.tb.flush()
+    return row
+
+  def close(self):
+    if self.active:
+      self.tb.close()
+
+
+def make_train_fn(model, batch_size: int, mesh=None):
+  """Jitted ``(state, arrays, perm, index) -> (state, metrics)`` on device-resident data.
+
+  Gathers batch ``index`` of permutation ``perm`` on device, shards it over the
+  mesh's batch axis, and runs ``model.train_step`` with ``fold_in(state.rng, step)``.
+  The state's buffers are donated.
+  """
+
+  def train_fn(state, arrays, perm, index):
+    batch = data.gather_batch(arrays, perm, index, batch_size)
+    if mesh is not None:
+      batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
+    return model.train_step(state, batch, jax.random.fold_in(state.rng, state.step))
+
+  return jax.jit(train_fn, donate_argnums=0)
+
+
+def _batched(fn, arrays, batch_size):
+  """Applies jittable ``fn(batch) -> dict`` over the leading axis in chunks, on device."""
+  n = next(iter(arrays.values())).shape[0]
+  usable = n - n % batch_size
+  chunks = jax.tree.map(lambda a: a[:usable].reshape(-1, batch_size, *a.shape[1:]), arrays)
+  out = jax.lax.map(fn, chunks)
+  out = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), out)
+  if usable < n:
+    rest = fn(jax.tree.map(lambda a: a[usable:], arrays))
+    out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
+  return out
+
+
+def make_eval_fn(model, eval_batch_size: int = 500):
+  """Jitted ``(state, test_arrays, train_arrays, rng) -> per-example outputs``."""
+
+  @jax.jit
+  def eval_fn(state, test, train, rng):
+    fn = functools.partial(model.eval_batch, state)
+    test_out = _batched(fn, test, eval_batch_size)
+    train_out = _batched(fn, train, eval_batch_size)
+    n = test_out["z"].shape[0]
+    return {"test": test_out, "train_z": train_out["z"],
+            "prior": model.sample_prior(state, rng, n)}
+
+  return eval_fn
+
+
+def evaluate(model, state, eval_fn, test, train_subset, rng) -> dict[str, float]:
+  """``eval/…`` metrics on the test split (see the README's table of metrics)."""
+  out = eval_fn(state, test, train_subset, rng)
+  t = out["test"]
+  result = {
+      "eval/recon_loss": float(jnp.mean(t["recon_loss"])),
+      "eval/mmd_to_prior": float(metrics.mmd_imq_blockwise(t["z"], out["prior"])),
+      "eval/knn_accuracy": metrics.knn_accuracy(out["train_z"], train_subset["label"], t["z"],
+                                                test["label"], k=5),
+  }
+  extra = getattr(model, "eval_metrics", None)
+  if extra is not None:
+    result.update(extra(state, out, test, train_subset))
+  return result
+
+
+def make_plots(model, state, workdir, test, rng, num_examples: int = 5000) -> list[str]:
+  """The paper-style figures of a trained model, in ``workdir/plots``."""
+  d = os.path.join(workdir, "plots")
+  r = jax.random.split(rng, 3)
+  images = test["image"][:num_examples]
+  labels = np.asarray(test["label"][:num_examples])
+  heads = jax.jit(model.encode)(state, images)
+  z = np.asarray(model.latent(heads))
+  prior_labels = (jax.random.randint(r[0], (num_examples,), 0, model.prior.num_classes)
+                  if getattr(model.prior, "num_classes", None) else None)
+  pz = np.asarray(model.sample_prior(state, r[1], num_examples, prior_labels))
+  paths = [plots.latent_scatter(os.path.join(d, "latent_qz.png"), z, labels, title="q(z), test set"),
+           plots.prior_scatter(os.path.join(d, "prior_pz.png"), pz,
+                               None if prior_labels is None else np.asarray(prior_labels))]
+  decode = jax.jit(model.decode)
+  if model.decoder_input_dim() == 2:
+    n = 20
+    if isinstance(model.prior, models.base.priors_lib.Gaussian):
+      grid = plots.gaussian_percentile_grid(n, std=float(state.hparams["prior_scale"])
+                                            * model.prior.std)
+    else:
+      lo, hi = np.percentile(pz, [1, 99], axis=0)
+      grid = plots.box_grid(n, lo, hi)
+    paths.append(plots.manifold(os.path.join(d, "manifold.png"),
+                                np.asarray(decode(state, jnp.asarray(grid, jnp.float32))), n,
+                                title="decoded grid"))
+  originals = np.asarray(data.to_float(images[:50]))
+  recons = np.asarray(decode(state, model.decoder_input(heads)[:50]))
+  pairs = np.stack([originals, recons], 1).reshape(-1, *originals.shape[1:])
+  paths.append(plots.image_grid(os.path.join(d, "reconstructions.png"), pairs, 10,
+                                title="test images (odd columns) and reconstructions (even)"))
+  paths.append(plots.image_grid(os.path.join(d, "samples.png"),
+                                np.asarray(model.generate(state, r[2], 100)), 10,
+                                title="decoded prior samples"))
+  extra = getattr(model, "extra_plots", None)
+  if extra is not None:
+    paths.extend(extra(state, d, test, rng))
+  return paths
+
+
+def train_and_evaluate(config, workdir: str) -> dict[str, float]:
+  """Trains ``config``'s model, evaluating, checkpointing and plotting into ``workdir``.
+
+  Returns the last eval metrics.
+  """
+  _validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  lead = jax.process_index() == 0
+  if lead:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+
+  mesh = parallel.make_mesh(config.get("num_devices") or None)
+  parallel.check_batch_size(config.batch_size, mesh)
+  replicated = parallel.replicated(mesh)
+  train_np = data.load_numpy(config.dataset, "train", config.get("data_dir") or None)
+  test_np = data.load_numpy(config.dataset, "test", config.get("data_dir") or None)
+  model = models.create(config, train_np["image"].shape[1:])
+  prepare = getattr(model, "prepare_train_data", None)
+  train_np = prepare(train_np, config) if prepare else train_np
+  train = data.DeviceDataset(train_np, replicated)
+  test = data.DeviceDataset(test_np, replicated).arrays
+  steps_per_epoch = train.steps_per_epoch(config.batch_size)
+
+  root = jax.random.key(config.seed)
+  init_rng, data_rng, eval_rng = jax.random.split(root, 3)
+  state = model.init(init_rng, models.hparams_from_config(model, config))
+  state = jax.device_put(state, replicated)
+  ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
+                                  config.get("max_checkpoints", 3))
+  resume_step = ckpt.latest_step()
+  if resume_step is not None:
+    state = ckpt.restore(state)
+  writer = MetricsWriter(workdir, resume_step)
+
+  train_fn = make_train_fn(model, config.batch_size, mesh)
+  perm_fn = jax.jit(data.epoch_permutation, static_argnums=2, out_shardings=replicated)
+  eval_fn = make_eval_fn(model)
+  n_eval_train = min(EVAL_TRAIN_CODES, train.num_examples)
+  train_subset = data.DeviceDataset({k: v[:n_eval_train] for k, v in train_np.items()},
+                                    replicated).arrays
+
+  step = int(state.step)
+  epoch, perm = None, None
+  pending = None  # (step, device metrics) logged one step late
+  last_eval: dict[str, float] = {}
+  bar = tqdm.tqdm(total=config.num_steps, initial=step, disable=not lead or config.get(
+      "disable_progress", False), dynamic_ncols=True, desc=config.model)
+  clock = [time.perf_counter(), step]  # start of the current timing window
+
+  def flush(pending):
+    s, m = pending
+    row = {f"train/{k}": v for k, v in jax.device_get(m).items()}
+    now = time.perf_counter()
+    row["train/steps_per_sec"] = (s - clock[1]) / (now - clock[0])
+    clock[:] = [now, s]
+    writer.write(s, row)
+    bar.set_postfix({k.split("/")[1]: f"{v:.3g}" for k, v in row.items()
+                     if k.split("/")[1] in ("recon_loss", "critic_loss", "gen_loss", "penalty")})
+
+  while step < config.num_steps:
+    if step // steps_per_epoch != epoch:
+      epoch = step // steps_per_epoch
+      perm = perm_fn(data_rng, epoch, train.num_examples)
+    state, step_metrics = train_fn(state, train.arrays, perm, step % steps_per_epoch)
+    step += 1
+    bar.update(1)
+    if pending is not None:
+      flush(pending)
+      pending = None
+    if step % config.log_every == 0 or step == config.num_steps:
+      pending = (step, step_metrics)
+    if step % config.eval_every == 0 or step == config.num_steps:
+      if pending is not None:
+        flush(pending)
+        pending = None
+      last_eval = writer.write(step, evaluate(model, state, eval_fn, test, train_subset, eval_rng))
+      bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()
+                                             if k != "step"))
+      clock[:] = [time.perf_counter(), step]  # steps/s excludes evaluation
+    if step % config.checkpoint_every == 0 or step == config.num_steps:
+      ckpt.save(step, state, force=True)
+  bar.close()
+  ckpt.wait()
+  ckpt.close()
+  if lead and config.get("plots", True):
+    make_plots(model, state, workdir, test, eval_rng)
+    rows = [json.loads(r) for r in open(writer.path)]
+    plots.loss_curves(os.path.join(workdir, "plots", "curves.png"), rows,
+                      sorted({k for r in rows for k in r if k != "step"}))
+  writer.close()
+  if not last_eval and lead and os.path.exists(writer.path):
+    # Nothing left to train: report the last eval event of the finished run.
+    for r in open(writer.path):
+      row = json.loads(r)
+      if any(k.startswith("eval/") for k in row):
+        last_eval = row
+  return last_eval

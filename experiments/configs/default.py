@@ -1,0 +1,38 @@
+"""Fields common to every experiment (each config file starts from these)."""
+
+import ml_collections
+
+
+def get_config():
+  c = ml_collections.ConfigDict()
+  # Data: a tfds name. Files are read from <data_dir>/<dataset>/ (canonical IDX
+  # files), data_dir defaulting to $AAEJAX_DATA_DIR; else tfds.
+  c.dataset = "mnist"
+  c.data_dir = ""
+  c.seed = 0
+  c.batch_size = 100
+  c.num_steps = 3000            # 5 epochs of MNIST at batch 100
+  c.log_every = 50
+  c.eval_every = 500
+  c.checkpoint_every = 1000
+  c.max_checkpoints = 3
+  c.num_devices = 0             # 0: all local devices
+  c.plots = True
+  c.disable_progress = False
+  # Model.
+  c.latent_dim = 2
+  c.prior = "gaussian"
+  c.prior_options = {}
+  c.posterior = "deterministic"   # or "gaussian" (reparameterised q(z|x))
+  c.network = "mlp"               # or "conv" (the WAE paper's DCGAN-style nets)
+  c.hidden = (1000, 1000)         # MLP encoder/decoder hidden layers (AAE paper)
+  c.recon_loss = "bernoulli"      # or "gaussian" (squared error)
+  c.recon_weight = 1.0
+  c.prior_scale = 1.0             # multiplies prior samples (sweepable)
+  # Optimisation: Adam per phase; the rate multiplier drops by lr_factors at lr_boundaries (steps).
+  c.learning_rate = 1e-3
+  c.adam_b1 = 0.9
+  c.adam_b2 = 0.999
+  c.lr_boundaries = ()
+  c.lr_factors = ()
+  return c
