@@ -67,19 +67,27 @@ class MetricsWriter:
       self.tb.close()
 
 
-def make_train_fn(model, batch_size: int, mesh=None):
-  """Jitted ``(state, arrays, perm, index) -> (state, metrics)`` on device-resident data.
+def make_train_fn(model, batch_size: int, mesh=None, labeled_batch_size: int = 0):
+  """Jitted ``(state, arrays, perm, index, labeled=None) -> (state, metrics)`` on device data.
 
   Gathers batch ``index`` of permutation ``perm`` on device, shards it over the
   mesh's batch axis, and runs ``model.train_step`` with ``fold_in(state.rng, step)``.
+  With ``labeled`` (a dict of arrays, e.g. the labelled subset of a
+  semi-supervised run), it also draws ``labeled_batch_size`` examples of it
+  uniformly (key ``fold_in(step_rng, 1)``) into the batch as ``labeled_<name>``.
   The state's buffers are donated.
   """
 
-  def train_fn(state, arrays, perm, index):
+  def train_fn(state, arrays, perm, index, labeled=None):
     batch = data.gather_batch(arrays, perm, index, batch_size)
+    rng = jax.random.fold_in(state.rng, state.step)
+    if labeled is not None:
+      n = next(iter(labeled.values())).shape[0]
+      idx = jax.random.randint(jax.random.fold_in(rng, 1), (labeled_batch_size,), 0, n)
+      batch.update({f"labeled_{k}": jnp.take(v, idx, axis=0) for k, v in labeled.items()})
     if mesh is not None:
       batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
-    return model.train_step(state, batch, jax.random.fold_in(state.rng, state.step))
+    return model.train_step(state, batch, rng)
 
   return jax.jit(train_fn, donate_argnums=0)
 
@@ -186,9 +194,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   train_np = data.load_numpy(config.dataset, "train", config.get("data_dir") or None)
   test_np = data.load_numpy(config.dataset, "test", config.get("data_dir") or None)
   model = models.create(config, train_np["image"].shape[1:])
+  # A model may relabel the training set (e.g. mark unlabelled examples with label -1)
+  # and name a labelled subset that each step samples from (``labeled_*`` batch keys).
   prepare = getattr(model, "prepare_train_data", None)
-  train_np = prepare(train_np, config) if prepare else train_np
+  train_np, labeled_np = prepare(train_np, config) if prepare else (train_np, None)
   train = data.DeviceDataset(train_np, replicated)
+  labeled = data.DeviceDataset(labeled_np, replicated).arrays if labeled_np else None
   test = data.DeviceDataset(test_np, replicated).arrays
   steps_per_epoch = train.steps_per_epoch(config.batch_size)
 
@@ -203,7 +214,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     state = ckpt.restore(state)
   writer = MetricsWriter(workdir, resume_step)
 
-  train_fn = make_train_fn(model, config.batch_size, mesh)
+  train_fn = make_train_fn(model, config.batch_size, mesh,
+                           getattr(model, "labeled_batch_size", config.batch_size))
   perm_fn = jax.jit(data.epoch_permutation, static_argnums=2, out_shardings=replicated)
   eval_fn = make_eval_fn(model)
   n_eval_train = min(EVAL_TRAIN_CODES, train.num_examples)
@@ -232,7 +244,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     if step // steps_per_epoch != epoch:
       epoch = step // steps_per_epoch
       perm = perm_fn(data_rng, epoch, train.num_examples)
-    state, step_metrics = train_fn(state, train.arrays, perm, step % steps_per_epoch)
+    state, step_metrics = train_fn(state, train.arrays, perm, step % steps_per_epoch, labeled)
     step += 1
     bar.update(1)
     if pending is not None:
