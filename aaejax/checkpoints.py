@@ -2,7 +2,11 @@
 
 Typed PRNG keys are stored as their raw ``uint32`` key data. Restoring takes a
 template state (e.g. a freshly initialised one) whose shardings say where the
-arrays go, so a run saved on 8 devices resumes on 1 and vice versa.
+arrays go, so a run saved on 8 devices resumes on 1 and vice versa. With several
+processes (:mod:`aaejax.distributed`) saving and restoring are collective: every
+process calls them, each writes and reads the shards it holds, and the directory
+must be one that every process sees; a multi-process checkpoint restores on one
+process and vice versa.
 """
 
 from __future__ import annotations

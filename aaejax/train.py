@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from aaejax import checkpoints, data, metrics, models, parallel, plots
+from aaejax import checkpoints, data, distributed, metrics, models, parallel, plots
 
 EVAL_TRAIN_CODES = 10_000  # training codes that the kNN classifier searches
 
@@ -67,7 +67,8 @@ class MetricsWriter:
       self.tb.close()
 
 
-def make_train_fn(model, batch_size: int, mesh=None, labeled_batch_size: int = 0):
+def make_train_fn(model, batch_size: int, mesh=None, labeled_batch_size: int = 0,
+                  host_batches: bool = False, jit: bool = True):
   """Jitted ``(state, arrays, perm, index, labeled=None) -> (state, metrics)`` on device data.
 
   Gathers batch ``index`` of permutation ``perm`` on device, shards it over the
@@ -75,11 +76,16 @@ def make_train_fn(model, batch_size: int, mesh=None, labeled_batch_size: int = 0
   With ``labeled`` (a dict of arrays, e.g. the labelled subset of a
   semi-supervised run), it also draws ``labeled_batch_size`` examples of it
   uniformly (key ``fold_in(step_rng, 1)``) into the batch as ``labeled_<name>``.
-  The state's buffers are donated.
+  The state's buffers are donated. With ``host_batches`` (multi-process runs)
+  the function is ``(state, batch, labeled=None)`` and takes the global batch
+  already built (:meth:`aaejax.distributed.ProcessShardedDataset.batch`).
+  With ``jit=False`` it returns the unjitted ``(state, arrays, perm, index,
+  labeled=None)`` function, for callers that transform it further
+  (:mod:`aaejax.sweeps` vmaps it over stacked states).
   """
 
-  def train_fn(state, arrays, perm, index, labeled=None):
-    batch = data.gather_batch(arrays, perm, index, batch_size)
+  def train_fn(state, arrays, perm=None, index=None, labeled=None):
+    batch = dict(arrays) if host_batches else data.gather_batch(arrays, perm, index, batch_size)
     rng = jax.random.fold_in(state.rng, state.step)
     if labeled is not None:
       n = next(iter(labeled.values())).shape[0]
@@ -89,6 +95,11 @@ def make_train_fn(model, batch_size: int, mesh=None, labeled_batch_size: int = 0
       batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
     return model.train_step(state, batch, rng)
 
+  if not jit:
+    return train_fn
+  if host_batches:
+    return jax.jit(lambda state, batch, labeled=None: train_fn(state, batch, labeled=labeled),
+                   donate_argnums=0)
   return jax.jit(train_fn, donate_argnums=0)
 
 
@@ -127,9 +138,12 @@ def evaluate(model, state, eval_fn, test, train_subset, rng) -> dict[str, float]
   result = {
       "eval/recon_loss": float(jnp.mean(t["recon_loss"])),
       "eval/mmd_to_prior": float(metrics.mmd_imq_blockwise(t["z"], out["prior"])),
-      "eval/knn_accuracy": metrics.knn_accuracy(out["train_z"], train_subset["label"], t["z"],
-                                                test["label"], k=5),
   }
+  # Training examples that a model relabelled as unlabelled (label < 0) do not vote.
+  labelled = np.asarray(train_subset["label"]) >= 0
+  if labelled.sum() >= 5:
+    result["eval/knn_accuracy"] = metrics.knn_accuracy(
+        out["train_z"][labelled], train_subset["label"][labelled], t["z"], test["label"], k=5)
   extra = getattr(model, "eval_metrics", None)
   if extra is not None:
     result.update(extra(state, out, test, train_subset))
@@ -163,7 +177,7 @@ def make_plots(model, state, workdir, test, rng, num_examples: int = 5000) -> li
                                 np.asarray(decode(state, jnp.asarray(grid, jnp.float32))), n,
                                 title="decoded grid"))
   originals = np.asarray(data.to_float(images[:50]))
-  recons = np.asarray(decode(state, model.decoder_input(heads)[:50]))
+  recons = np.asarray(decode(state, model.decoder_input(heads, jnp.asarray(labels))[:50]))
   pairs = np.stack([originals, recons], 1).reshape(-1, *originals.shape[1:])
   paths.append(plots.image_grid(os.path.join(d, "reconstructions.png"), pairs, 10,
                                 title="test images (odd columns) and reconstructions (even)"))
@@ -198,15 +212,20 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   # and name a labelled subset that each step samples from (``labeled_*`` batch keys).
   prepare = getattr(model, "prepare_train_data", None)
   train_np, labeled_np = prepare(train_np, config) if prepare else (train_np, None)
-  train = data.DeviceDataset(train_np, replicated)
+  # Several processes: the train set stays on host, each process sending its rows of each
+  # batch; eval and plots use process-local copies (``local``), free of collectives.
+  multi = parallel.is_multiprocess()
+  local = jax.local_devices()[0] if multi else replicated
+  train = (distributed.ProcessShardedDataset(train_np, mesh) if multi
+           else data.DeviceDataset(train_np, replicated))
   labeled = data.DeviceDataset(labeled_np, replicated).arrays if labeled_np else None
-  test = data.DeviceDataset(test_np, replicated).arrays
+  test = data.DeviceDataset(test_np, local).arrays
   steps_per_epoch = train.steps_per_epoch(config.batch_size)
 
   root = jax.random.key(config.seed)
   init_rng, data_rng, eval_rng = jax.random.split(root, 3)
-  state = model.init(init_rng, models.hparams_from_config(model, config))
-  state = jax.device_put(state, replicated)
+  state = jax.jit(model.init)(init_rng, models.hparams_from_config(model, config))
+  state = parallel.replicate(state, mesh)
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
                                   config.get("max_checkpoints", 3))
   resume_step = ckpt.latest_step()
@@ -215,12 +234,12 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   writer = MetricsWriter(workdir, resume_step)
 
   train_fn = make_train_fn(model, config.batch_size, mesh,
-                           getattr(model, "labeled_batch_size", config.batch_size))
+                           getattr(model, "labeled_batch_size", config.batch_size), multi)
   perm_fn = jax.jit(data.epoch_permutation, static_argnums=2, out_shardings=replicated)
   eval_fn = make_eval_fn(model)
   n_eval_train = min(EVAL_TRAIN_CODES, train.num_examples)
   train_subset = data.DeviceDataset({k: v[:n_eval_train] for k, v in train_np.items()},
-                                    replicated).arrays
+                                    local).arrays
 
   step = int(state.step)
   epoch, perm = None, None
@@ -243,8 +262,13 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   while step < config.num_steps:
     if step // steps_per_epoch != epoch:
       epoch = step // steps_per_epoch
-      perm = perm_fn(data_rng, epoch, train.num_examples)
-    state, step_metrics = train_fn(state, train.arrays, perm, step % steps_per_epoch, labeled)
+      perm = (train.permutation(data_rng, epoch) if multi
+              else perm_fn(data_rng, epoch, train.num_examples))
+    if multi:
+      batch = train.batch(perm, step % steps_per_epoch, config.batch_size)
+      state, step_metrics = train_fn(state, batch, labeled)
+    else:
+      state, step_metrics = train_fn(state, train.arrays, perm, step % steps_per_epoch, labeled)
     step += 1
     bar.update(1)
     if pending is not None:
@@ -256,7 +280,8 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
       if pending is not None:
         flush(pending)
         pending = None
-      last_eval = writer.write(step, evaluate(model, state, eval_fn, test, train_subset, eval_rng))
+      last_eval = writer.write(step, evaluate(model, parallel.local_copy(state) if multi else state,
+                                              eval_fn, test, train_subset, eval_rng))
       bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()
                                              if k != "step"))
       clock[:] = [time.perf_counter(), step]  # steps/s excludes evaluation
@@ -266,7 +291,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   ckpt.wait()
   ckpt.close()
   if lead and config.get("plots", True):
-    make_plots(model, state, workdir, test, eval_rng)
+    make_plots(model, parallel.local_copy(state) if multi else state, workdir, test, eval_rng)
     rows = [json.loads(r) for r in open(writer.path)]
     plots.loss_curves(os.path.join(workdir, "plots", "curves.png"), rows,
                       sorted({k for r in rows for k in r if k != "step"}))

@@ -8,10 +8,14 @@ import optax
 
 from aaejax import networks, priors
 from aaejax.models.aae import AAE
+from aaejax.models.aae_labels import (ClusteringAAE, DimReductionAAE, SemiSupervisedAAE,
+                                      StyleAAE, SupervisedPriorAAE)
 from aaejax.models.base import Autoencoder, TrainState
 from aaejax.models.wae import WAE, WAE_PENALTIES
 
-MODELS = {"aae": AAE, "wae": WAE}
+MODELS = {"aae": AAE, "wae": WAE, "aae_supervised_prior": SupervisedPriorAAE,
+          "aae_style": StyleAAE, "aae_semisupervised": SemiSupervisedAAE,
+          "aae_clustering": ClusteringAAE, "aae_dimreduction": DimReductionAAE}
 
 
 def _networks(config, image_shape, num_categories=0):
@@ -53,10 +57,12 @@ def create(config, image_shape) -> Autoencoder:
   cls = MODELS[name]
   prior = priors.get(config.prior, dim=config.latent_dim,
                      **dict(config.get("prior_options", {}) or {}))
-  encoder, decoder = _networks(config, tuple(image_shape), getattr(cls, "NUM_CATEGORIES", 0))
+  # A model may read its own config fields (e.g. num_labeled, num_clusters).
+  extra = cls.config_kwargs(config) if hasattr(cls, "config_kwargs") else {}
+  encoder, decoder = _networks(config, tuple(image_shape), extra.get("num_categories", 0))
   kwargs: dict[str, Any] = dict(
-      image_shape=tuple(image_shape), latent_dim=config.latent_dim, prior=prior, encoder=encoder,
-      decoder=decoder, posterior=config.get("posterior", "deterministic"),
+      **extra, image_shape=tuple(image_shape), latent_dim=config.latent_dim, prior=prior,
+      encoder=encoder, decoder=decoder, posterior=config.get("posterior", "deterministic"),
       recon_loss=config.get("recon_loss", "bernoulli"), adam_b1=config.get("adam_b1", 0.9),
       adam_b2=config.get("adam_b2", 0.999), lr_schedule=lr_schedule(config))
   if "critic_hidden" in config:
@@ -66,15 +72,17 @@ def create(config, image_shape) -> Autoencoder:
   return cls(**kwargs)
 
 
-_HPARAM_FIELDS = {"lr_critic": "critic_learning_rate", "lr_gen": "gen_learning_rate"}
+_HPARAM_FIELDS = {"lr_critic": "critic_learning_rate", "lr_gen": "gen_learning_rate",
+                  "lr_supervised": "supervised_learning_rate"}
 
 
 def hparams_from_config(model: Autoencoder, config: Mapping) -> dict[str, float]:
   """The model's hparams that ``config`` sets.
 
   ``learning_rate`` sets the main phase's rate (``lr_recon`` or ``lr_ae``),
-  ``critic_learning_rate`` and ``gen_learning_rate`` the critic's and the
-  generator's; every other hparam is set by the field of the same name.
+  ``critic_learning_rate``, ``gen_learning_rate`` and ``supervised_learning_rate``
+  the critic's, the generator's and the supervised phase's; every other hparam
+  is set by the field of the same name.
   """
   main_lr = "lr_ae" if "ae" in model.PHASES else "lr_recon"
   fields = {main_lr: "learning_rate", **_HPARAM_FIELDS}
@@ -82,5 +90,6 @@ def hparams_from_config(model: Autoencoder, config: Mapping) -> dict[str, float]
           if fields.get(k, k) in config}
 
 
-__all__ = ["AAE", "WAE", "WAE_PENALTIES", "Autoencoder", "TrainState", "MODELS", "create",
+__all__ = ["AAE", "WAE", "SupervisedPriorAAE", "StyleAAE", "SemiSupervisedAAE", "ClusteringAAE",
+           "DimReductionAAE", "WAE_PENALTIES", "Autoencoder", "TrainState", "MODELS", "create",
            "hparams_from_config", "lr_schedule"]

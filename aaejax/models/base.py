@@ -96,6 +96,7 @@ class Autoencoder:
   adam_b1: float = 0.9
   adam_b2: float = 0.999
   lr_schedule: Callable[[jax.Array], Any] = constant_schedule
+  num_categories: int = 0  # size of the encoder's categorical head (label-aware AAEs)
 
   def __post_init__(self):
     if len(self.image_shape) != 3:
@@ -119,8 +120,6 @@ class Autoencoder:
 
   # ---- what subclasses customise -------------------------------------------------
 
-  num_categories: int = 0  # categorical head size of the encoder (label-aware AAEs)
-
   def extra_networks(self) -> dict[str, tuple[nn.Module, tuple]]:
     """Networks besides encoder/decoder: name -> (module, example inputs)."""
     return {}
@@ -133,7 +132,8 @@ class Autoencoder:
 
   # ---- state ---------------------------------------------------------------------
 
-  def networks(self) -> dict[str, tuple[nn.Module, tuple]]:
+  def all_networks(self) -> dict[str, tuple[nn.Module, tuple]]:
+    """Every network: name -> (module, example inputs for init)."""
     x = jnp.zeros((2, *self.image_shape), jnp.float32)
     z = jnp.zeros((2, self.decoder_input_dim()), jnp.float32)
     return {"encoder": (self.encoder, (x,)), "decoder": (self.decoder, (z,)),
@@ -157,7 +157,7 @@ class Autoencoder:
     """A fresh state: initialised networks, optimizer states, hparams."""
     hp = self.hparams(**(hparams or {}))
     params, model_state = {}, {}
-    nets = self.networks()
+    nets = self.all_networks()
     init_rng, state_rng = jax.random.split(rng)
     for i, (name, (module, inputs)) in enumerate(sorted(nets.items())):
       variables = module.init(jax.random.fold_in(init_rng, i), *inputs)
@@ -205,13 +205,16 @@ class Autoencoder:
     the phase's networks differentiable; the returned model_state (batch-norm
     statistics) replaces the state's. Returns ``(new_state, metrics)``.
     """
-    names = self.PHASES[phase]
-    trained = {k: state.params[k] for k in names}
-    grad_fn = jax.value_and_grad(lambda p: loss_fn({**state.params, **p}), has_aux=True)
-    (_, (metrics, model_state)), grads = grad_fn(trained)
-    direction, opt_state = self.optimizer.update(grads, state.opt_state[phase], trained)
-    lr = state.hparams[f"lr_{phase}"] * self.lr_schedule(state.step)
-    trained = jax.tree.map(lambda p, u: p - lr * u, trained, direction)
+    # The scope names the phase in jaxprs, HLO metadata and profiles (aaejax.flops
+    # counts FLOPs per phase with it).
+    with jax.named_scope(phase):
+      names = self.PHASES[phase]
+      trained = {k: state.params[k] for k in names}
+      grad_fn = jax.value_and_grad(lambda p: loss_fn({**state.params, **p}), has_aux=True)
+      (_, (metrics, model_state)), grads = grad_fn(trained)
+      direction, opt_state = self.optimizer.update(grads, state.opt_state[phase], trained)
+      lr = state.hparams[f"lr_{phase}"] * self.lr_schedule(state.step)
+      trained = jax.tree.map(lambda p, u: p - lr * u, trained, direction)
     return state.replace(params={**state.params, **trained},
                          opt_state={**state.opt_state, phase: opt_state},
                          model_state=model_state), metrics
@@ -235,8 +238,14 @@ class Autoencoder:
     """The code plotted and evaluated (the representation of x)."""
     return heads["z"]
 
-  def decoder_input(self, heads: Mapping[str, jax.Array]) -> jax.Array:
-    """Decoder input from encoder heads (inference)."""
+  def decoder_input(self, heads: Mapping[str, jax.Array], labels: jax.Array | None = None
+                    ) -> jax.Array:
+    """Decoder input from encoder heads (inference).
+
+    ``labels`` ((n,) class labels) serve decoders conditioned on the label (the
+    style AAE); other models ignore them.
+    """
+    del labels
     return heads["z"]
 
   def decode(self, state: TrainState, z: jax.Array) -> jax.Array:
@@ -247,9 +256,9 @@ class Autoencoder:
   def eval_batch(self, state: TrainState, batch: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
     """Per-example test quantities: codes, reconstructions' loss, categorical logits."""
     x = self._inputs(batch)
-    heads, _ = self.apply("encoder", state.params, state.model_state, x, train=False)
-    logits, _ = self.apply("decoder", state.params, state.model_state, self.decoder_input(heads),
-                           train=False)
+    heads = self.encode(state, batch["image"])
+    logits, _ = self.apply("decoder", state.params, state.model_state,
+                           self.decoder_input(heads, batch.get("label")), train=False)
     out = {"z": self.latent(heads),
            "recon_loss": networks.reconstruction_loss(logits, x, self.recon_loss)}
     if "y_logits" in heads:

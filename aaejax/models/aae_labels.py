@@ -1,0 +1,679 @@
+"""Label-aware adversarial autoencoders (Makhzani et al. 2015, Sec. 3–6).
+
+Five models that use labels or learned categories, all :class:`~aaejax.models.aae.AAE`
+subclasses trained by the paper's sequence of phases, each phase one Adam update
+of its own networks (its own optimizer state, its own ``lr_<phase>``), all inside
+one pure ``train_step(state, batch, rng)``:
+
+====================  ==========================================================
+model                 what labels or categories do
+====================  ==========================================================
+SupervisedPriorAAE    the critic sees one-hot(label) with an extra "unlabelled"
+                      slot; real samples come from the label's mixture component
+                      or swiss-roll segment (paper Fig. 4)
+StyleAAE              the decoder gets [z, one-hot(label)]; z is matched to a
+                      gaussian and holds only the style (Fig. 6)
+SemiSupervisedAAE     the encoder outputs y = softmax(y_logits) (matched to a
+                      uniform categorical) and z (matched to a gaussian); the
+                      decoder gets [z, y]; a cross-entropy phase on a labelled
+                      mini-batch trains q(y|x) (Fig. 8, Table 2)
+ClusteringAAE         the same without labels, y with ``num_clusters``
+                      categories (Fig. 9)
+DimReductionAAE       representation r = y·W_c + z: learned cluster heads W_c
+                      kept at least η apart by a hinge cost (Fig. 10, 11)
+====================  ==========================================================
+
+One step (:meth:`LabelAwareAAE.train_step`), each phase seeing the networks as
+the previous phase left them; r(x) is the decoder input, c the critic's
+condition (only for the supervised prior) and D_k the critics:
+
+1. ``recon`` (encoder, decoder, cluster heads): recon_weight · L_rec(x, dec(r(x)))
+   + the cluster-head hinge (dimensionality reduction only);
+2. ``critic`` (all critics, one update of their disjoint parameters, which is
+   the same as one update per critic with a shared learning rate):
+   Σ_k −log D_k(p_k, c) − log(1 − D_k(q_k(x), c)), p_k a prior sample, q_k(x)
+   the matching encoder output, both with ``critic_noise`` gaussian noise added;
+3. ``gen`` (encoder): gen_weight · Σ_k −log D_k(q_k(x), c) (non-saturating);
+4. ``supervised`` (encoder; only with labels): the cross-entropy
+   −log q(y = label | x) on the labelled mini-batch ``batch["labeled_image"]``,
+   ``batch["labeled_label"]`` that the training loop samples each step.
+
+Label plumbing: :meth:`prepare_train_data` (called by the training loop) marks
+the training examples outside a class-balanced labelled subset with label −1
+(supervised prior) or returns that subset for the loop to sample from
+(semi-supervised, dimensionality reduction).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from aaejax import data, metrics, networks, penalties, plots
+from aaejax import priors as priors_lib
+from aaejax.models.aae import AAE
+
+NUM_CLASSES = 10  # MNIST digits
+
+
+def one_hot_with_unlabelled(labels: jax.Array, num_classes: int) -> jax.Array:
+  """(n, num_classes + 1) one-hot of ``labels``; a label < 0 (unlabelled) sets the last slot."""
+  labels = jnp.asarray(labels)
+  return jax.nn.one_hot(jnp.where(labels < 0, num_classes, labels), num_classes + 1)
+
+
+def _check_num_labeled(num_labeled: int, num_classes: int) -> None:
+  if num_labeled <= 0 or num_labeled % num_classes:
+    raise ValueError(f"num_labeled must be a positive multiple of the {num_classes} classes "
+                     f"(a class-balanced subset), got {num_labeled}.")
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _encode(model, state, images):
+  return model.encode(state, images)
+
+
+def encode_numpy(model, state, images, chunk: int = 1000) -> dict[str, np.ndarray]:
+  """The model's inference heads of ``images``, ``chunk`` images per call, as numpy arrays."""
+  parts = [jax.device_get(_encode(model, state, images[i:i + chunk]))
+           for i in range(0, len(images), chunk)]
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def _grid_plot(model, state, path, codes, ncol, title, row_titles=None, col_titles=None):
+  """Decodes ``codes`` (decoder inputs) and tiles them ``ncol`` per row."""
+  images = np.asarray(model.decode(state, jnp.asarray(codes, jnp.float32)))
+  return plots.image_grid(path, images, ncol, title=title, row_titles=row_titles,
+                          col_titles=col_titles)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class LabelAwareAAE(AAE):
+  """An AAE whose train step is assembled from hooks; the base of the five models.
+
+  Subclasses say which encoder outputs each critic sees (:meth:`adversarial_codes`),
+  what their real samples are (:meth:`prior_codes`), what the critics are
+  conditioned on (:meth:`critic_condition`), which heads are derived from the
+  encoder's (:meth:`derived_heads`), and what is added to the reconstruction
+  loss (:meth:`recon_regularizer`). With a ``"supervised"`` phase, the step ends
+  with :meth:`supervised_loss`.
+
+  Hparams: those of :class:`AAE` (``lr_recon``, ``lr_critic``, ``lr_gen``,
+  ``recon_weight``, ``gen_weight``, ``prior_scale``, ``critic_noise``) and the
+  subclass's own.
+  """
+
+  # ---- hooks -------------------------------------------------------------------------
+
+  def critic_sizes(self) -> dict[str, int]:
+    """Critic name -> size of the code it judges."""
+    return {"critic": self.latent_dim}
+
+  def critic_condition_size(self) -> int:
+    """Size of the critics' condition (0: unconditioned)."""
+    return 0
+
+  def critic_condition(self, batch: Mapping[str, jax.Array]) -> jax.Array | None:
+    """What every critic is conditioned on, for both its real and its fake inputs."""
+    del batch
+    return None
+
+  def derived_heads(self, params, heads: dict) -> dict:
+    """Heads computed from the encoder's (e.g. y = softmax(y_logits)), in training and inference."""
+    del params
+    return heads
+
+  def adversarial_codes(self, heads: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """Critic name -> the encoder output it sees as fake."""
+    return {"critic": heads["z"]}
+
+  def prior_codes(self, state, batch, rng, n: int) -> dict[str, jax.Array]:
+    """Critic name -> n prior samples it sees as real."""
+    del batch
+    return {"critic": self.sample_prior(state, rng, n)}
+
+  def recon_regularizer(self, state, params) -> tuple[jax.Array, dict]:
+    """Extra loss of the reconstruction phase and its metrics (none by default)."""
+    del state, params
+    return jnp.zeros(()), {}
+
+  # ---- networks ----------------------------------------------------------------------
+
+  def extra_networks(self):
+    nets = {}
+    cond = self.critic_condition_size()
+    for name, size in self.critic_sizes().items():
+      inputs = (jnp.zeros((2, size), jnp.float32),)
+      if cond:
+        inputs += (jnp.zeros((2, cond), jnp.float32),)
+      nets[name] = (networks.Critic(tuple(self.critic_hidden)), inputs)
+    return nets
+
+  def critic_logits(self, state, params, z, rng, cond=None, name="critic"):
+    """Logits of critic ``name`` on ``z`` plus ``critic_noise`` gaussian noise, given ``cond``."""
+    z = z + state.hparams["critic_noise"] * jax.random.normal(rng, z.shape, z.dtype)
+    return self.apply(name, params, {}, z, cond, train=True)[0]
+
+  def encode_heads(self, params, model_state, x, rng, train=True):
+    heads, model_state = super().encode_heads(params, model_state, x, rng, train)
+    return self.derived_heads(params, heads), model_state
+
+  def encode(self, state, images):
+    return self.derived_heads(state.params, super().encode(state, images))
+
+  # ---- the step ----------------------------------------------------------------------
+
+  def supervised_loss(self, state, batch, params):
+    """``(loss, (metrics, model_state))`` of the ``supervised`` phase, for models with one."""
+    raise NotImplementedError(f"{type(self).__name__} has no supervised phase.")
+
+  def train_step(self, state, batch, rng):
+    """The phases of the module docstring, in order: ``(state, batch, rng) -> (state, metrics)``."""
+    x = self._inputs(batch)
+    n = x.shape[0]
+    labels = batch.get("label")
+    cond = self.critic_condition(batch)
+    keys = jax.random.split(rng, 6)
+
+    def recon_loss(params):
+      heads, ms = self.encode_heads(params, state.model_state, x, keys[0])
+      recon, ms = self.reconstruction(params, ms, x, self.decoder_input(heads, labels))
+      extra, extra_metrics = self.recon_regularizer(state, params)
+      loss = state.hparams["recon_weight"] * recon + extra
+      return loss, ({"recon_loss": recon, **extra_metrics}, ms)
+
+    state, m_recon = self.phase(state, "recon", recon_loss)
+
+    def critic_loss(params):
+      heads, _ = self.encode_heads(params, state.model_state, x, keys[1])
+      reals = self.prior_codes(state, batch, keys[2], n)
+      total, out = 0.0, {}
+      for i, (name, fake) in enumerate(self.adversarial_codes(heads).items()):
+        k_fake, k_real = jax.random.split(jax.random.fold_in(keys[3], i))
+        fake = self.critic_logits(state, params, jax.lax.stop_gradient(fake), k_fake, cond, name)
+        real = self.critic_logits(state, params, reals[name], k_real, cond, name)
+        loss = penalties.critic_loss(real, fake)
+        out[f"{name}_loss"] = loss
+        out[f"{name}_acc"] = penalties.critic_accuracy(real, fake)
+        total = total + loss
+      out["critic_loss"] = total
+      return total, (out, state.model_state)
+
+    state, m_critic = self.phase(state, "critic", critic_loss)
+
+    def gen_loss(params):
+      heads, _ = self.encode_heads(params, state.model_state, x, keys[4])
+      total, out = 0.0, {}
+      for i, (name, code) in enumerate(self.adversarial_codes(heads).items()):
+        logits = self.critic_logits(state, params, code, jax.random.fold_in(keys[5], i), cond,
+                                    name)
+        out[name.replace("critic", "gen") + "_loss"] = loss = penalties.generator_loss(logits)
+        total = total + loss
+      out["gen_loss"] = total
+      return state.hparams["gen_weight"] * total, (out, state.model_state)
+
+    state, m_gen = self.phase(state, "gen", gen_loss)
+    out = {**m_recon, **m_critic, **m_gen}
+    if "supervised" in self.PHASES:
+      state, m_sup = self.phase(state, "supervised",
+                                functools.partial(self.supervised_loss, state, batch))
+      out.update(m_sup)
+    return state.replace(step=state.step + 1), out
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SupervisedPriorAAE(LabelAwareAAE):
+  """AAE whose critic knows the label: each class fills its own part of the prior (Fig. 4).
+
+  The critic D(z, c) gets c = one-hot(label) of size K + 1 (K = the prior's
+  classes), the last slot meaning "unlabelled". For a labelled example the real
+  sample is drawn from the label's mixture component or swiss-roll segment, for an
+  unlabelled one from the whole prior; the fake z carries the same c.
+
+  Attributes:
+    num_labeled: training examples that keep their label (a class-balanced
+      subset chosen by ``config.seed`` in :meth:`prepare_train_data`); the rest
+      get label −1.
+
+  Example:
+
+    >>> import jax, jax.numpy as jnp
+    >>> from aaejax.models import SupervisedPriorAAE
+    >>> model = SupervisedPriorAAE(image_shape=(28, 28, 1), latent_dim=2,
+    ...                            prior="swiss_roll", critic_hidden=(64,))
+    >>> state = model.init(jax.random.key(0))
+    >>> batch = {"image": jnp.zeros((4, 28, 28, 1), jnp.uint8),
+    ...          "label": jnp.array([3, -1, 0, -1])}
+    >>> state, m = jax.jit(model.train_step)(state, batch, jax.random.key(1))
+    >>> sorted(m)
+    ['critic_acc', 'critic_loss', 'gen_loss', 'recon_loss']
+  """
+
+  prior: Any = "gaussian_mixture"
+  num_labeled: int = 10_000
+
+  def __post_init__(self):
+    super().__post_init__()
+    if not isinstance(self.prior, (priors_lib.GaussianMixture, priors_lib.SwissRoll)):
+      raise ValueError("the supervised prior needs a prior with classes, 'gaussian_mixture' or "
+                       f"'swiss_roll'; got {self.prior!r}.")
+    _check_num_labeled(self.num_labeled, self.prior.num_classes)
+
+  def critic_condition_size(self):
+    return self.prior.num_classes + 1
+
+  def critic_condition(self, batch):
+    return one_hot_with_unlabelled(batch["label"], self.prior.num_classes)
+
+  def prior_codes(self, state, batch, rng, n):
+    return {"critic": self.sample_prior(state, rng, n, batch["label"])}
+
+  def prepare_train_data(self, train_np, config):
+    """Keeps the labels of a class-balanced subset of ``num_labeled`` examples, the rest get −1."""
+    labels = np.asarray(train_np["label"])
+    keep = data.balanced_labeled_subset(labels, self.num_labeled, self.prior.num_classes,
+                                        config.seed)
+    relabelled = np.full_like(labels, -1)
+    relabelled[keep] = labels[keep]
+    return {**train_np, "label": relabelled}, None
+
+  def eval_metrics(self, state, out, test, train_subset):
+    """``eval/label_component_accuracy``: test codes nearest to their label's component/segment."""
+    del train_subset
+    z = out["test"]["z"] / state.hparams["prior_scale"]
+    if isinstance(self.prior, priors_lib.SwissRoll):
+      acc = metrics.segment_accuracy(z, test["label"], self.prior)
+    else:
+      acc = metrics.nearest_center_accuracy(z, test["label"], self.prior.means())
+    return {"eval/label_component_accuracy": acc}
+
+  def extra_plots(self, state, plots_dir, test, rng):
+    """Mixture: the manifold of components 0–2 (``components_manifold.png``).
+
+    Swiss roll: 100 codes walking along the roll, one row per class segment
+    (``roll_walk.png``).
+    """
+    del test, rng
+    p, scale = self.prior, float(state.hparams["prior_scale"])
+    if isinstance(p, priors_lib.SwissRoll):
+      u = (np.arange(100) + 0.5) / 100
+      codes = scale * np.asarray(p.position(jnp.asarray(u, jnp.float32)))
+      return [_grid_plot(self, state, os.path.join(plots_dir, "roll_walk.png"), codes, 10,
+                         "decoded walk along the swiss roll",
+                         row_titles=[str(k) for k in range(p.num_classes)])]
+    radial = p.radius + p.radial_std * np.linspace(-2.0, 2.0, 10)
+    tangential = p.tangential_std * np.linspace(-2.0, 2.0, 5)
+    codes, titles = [], []
+    for k in range(min(3, p.num_classes)):
+      angle = float(p.angles()[k])
+      along, across = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle),
+                                                                           np.cos(angle)])
+      for t in tangential:
+        codes.append(radial[:, None] * along + t * across)
+        titles.append(f"{k}: {t / p.tangential_std:+.0f}σ")
+    codes = scale * np.pad(np.concatenate(codes), ((0, 0), (0, self.latent_dim - 2)))
+    return [_grid_plot(self, state, os.path.join(plots_dir, "components_manifold.png"), codes, 10,
+                       "components 0-2: radius (columns) × tangential offset (rows)",
+                       row_titles=titles)]
+
+  @classmethod
+  def config_kwargs(cls, config):
+    return {"num_labeled": int(config.num_labeled)}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class StyleAAE(LabelAwareAAE):
+  """Style/content disentanglement (Fig. 6): the decoder gets [z, one-hot(label)].
+
+  The label tells the decoder the digit, so the code z, matched to the
+  (gaussian) prior by the critic, is free to hold only the style. Training needs
+  every example's label.
+
+  Attributes:
+    num_classes: size of the label one-hot.
+  """
+
+  num_classes: int = NUM_CLASSES
+
+  def decoder_input_dim(self):
+    return self.latent_dim + self.num_classes
+
+  def decoder_input(self, heads, labels=None):
+    """[z, one-hot(labels)]."""
+    if labels is None:
+      raise ValueError("StyleAAE's decoder is conditioned on the label: pass labels.")
+    return jnp.concatenate([heads["z"], jax.nn.one_hot(labels, self.num_classes)], axis=-1)
+
+  def generate(self, state, rng, n):
+    """Images decoded from prior codes and uniformly drawn classes."""
+    z_rng, y_rng = jax.random.split(rng)
+    labels = jax.random.randint(y_rng, (n,), 0, self.num_classes)
+    return self.decode(state, self.decoder_input({"z": self.sample_prior(state, z_rng, n)},
+                                                 labels))
+
+  def extra_plots(self, state, plots_dir, test, rng):
+    """``style_grid.png``: row i holds test image i, then its style z decoded with each class."""
+    del rng
+    images = np.asarray(test["image"][:10])
+    z = np.asarray(self.encode(state, jnp.asarray(images))["z"])
+    codes = np.concatenate([np.repeat(z, self.num_classes, axis=0),
+                            np.tile(np.eye(self.num_classes), (len(z), 1))], axis=1)
+    decoded = np.asarray(self.decode(state, jnp.asarray(codes, jnp.float32)))
+    decoded = decoded.reshape(len(z), self.num_classes, *decoded.shape[1:])
+    grid = np.concatenate([np.asarray(data.to_float(images))[:, None], decoded], axis=1)
+    path = os.path.join(plots_dir, "style_grid.png")
+    return [plots.image_grid(path, grid.reshape(-1, *grid.shape[2:]), self.num_classes + 1,
+                             title="style z of the test image (left), decoded with each class",
+                             col_titles=["input"] + [str(k) for k in range(self.num_classes)])]
+
+
+class ClusterHeads(nn.Module):
+  """W_c of the dimensionality-reduction AAE: y ↦ y·W_c, W_c of shape (num_clusters, dim).
+
+  Initialised N(0, init_std²): Adam moves each head by about the learning rate per
+  step, so heads that start spread out reach the hinge's margin in far fewer steps.
+  """
+
+  num_clusters: int
+  dim: int
+  init_std: float = 3.0
+
+  @nn.compact
+  def __call__(self, y, train: bool = True):
+    del train
+    shape = (self.num_clusters, self.dim)
+    return y @ self.param("heads", nn.initializers.normal(self.init_std), shape)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CategoricalAAE(LabelAwareAAE):
+  """Encoder heads y = softmax(y_logits) and z; two critics; optional supervised phase.
+
+  ``critic_y`` tells one-hot samples of a uniform categorical over
+  ``num_categories`` (real) from y (fake); ``critic_z`` tells prior samples from
+  z. The decoder gets the representation r = [z, y] (z first, so that the first
+  two coordinates of a q(z) scatter are z's); :meth:`latent` is r as well. With
+  ``num_labeled`` > 0, a ``supervised`` phase minimises the cross-entropy of
+  q(y|x) on a labelled mini-batch of ``labeled_batch_size`` examples.
+
+  Attributes:
+    num_categories: categories of y (classes or clusters), >= 2.
+    num_labeled: size of the class-balanced labelled subset (0: unsupervised).
+    labeled_batch_size: labelled examples per step.
+  """
+
+  ERROR_METRIC = "eval/error_rate"
+
+  num_categories: int = NUM_CLASSES
+  num_labeled: int = 0
+  labeled_batch_size: int = 100
+
+  def __post_init__(self):
+    if self.num_categories < 2:
+      raise ValueError(f"num_clusters (categories of y) must be >= 2, got {self.num_categories}.")
+    if self.num_labeled:
+      _check_num_labeled(self.num_labeled, NUM_CLASSES)
+      if self.num_categories != NUM_CLASSES:
+        raise ValueError(f"with labels, y needs one category per class ({NUM_CLASSES}); got "
+                         f"num_clusters={self.num_categories}.")
+      if self.labeled_batch_size < 1:
+        raise ValueError(f"labeled_batch_size must be >= 1, got {self.labeled_batch_size}.")
+    super().__post_init__()
+    if getattr(self.encoder, "num_categories", self.num_categories) != self.num_categories:
+      raise ValueError(f"the encoder has {self.encoder.num_categories} categories, the model "
+                       f"{self.num_categories}.")
+
+  @property
+  def PHASES(self):  # noqa: N802 — the supervised phase exists only with labels
+    phases = {"recon": ("encoder", "decoder"), "critic": ("critic_y", "critic_z"),
+              "gen": ("encoder",)}
+    if self.num_labeled:
+      phases["supervised"] = ("encoder",)
+    return phases
+
+  @property
+  def DEFAULT_HPARAMS(self):  # noqa: N802
+    hp = dict(AAE.DEFAULT_HPARAMS)
+    if self.num_labeled:
+      hp["lr_supervised"] = 1e-3
+    return hp
+
+  def critic_sizes(self):
+    return {"critic_y": self.num_categories, "critic_z": self.latent_dim}
+
+  def representation(self, params, y, z):
+    """The decoder input r(y, z) = [z, y]."""
+    del params
+    return jnp.concatenate([z, y], axis=-1)
+
+  def decoder_input_dim(self):
+    return self.latent_dim + self.num_categories
+
+  def derived_heads(self, params, heads):
+    y = jax.nn.softmax(heads["y_logits"])
+    return dict(heads, y=y, r=self.representation(params, y, heads["z"]))
+
+  def latent(self, heads):
+    return heads["r"]
+
+  def decoder_input(self, heads, labels=None):
+    del labels
+    return heads["r"]
+
+  def adversarial_codes(self, heads):
+    return {"critic_y": heads["y"], "critic_z": heads["z"]}
+
+  def _prior_parts(self, state, rng, n, labels=None):
+    """(z, one-hot y) prior samples; y is uniform, or ``labels`` where they are >= 0."""
+    z_rng, y_rng = jax.random.split(rng)
+    z = state.hparams["prior_scale"] * self.prior.sample(z_rng, n)
+    c = jax.random.randint(y_rng, (n,), 0, self.num_categories)
+    if labels is not None:
+      c = jnp.where(labels >= 0, labels, c)
+    return z, jax.nn.one_hot(c, self.num_categories)
+
+  def prior_codes(self, state, batch, rng, n):
+    del batch
+    z, y = self._prior_parts(state, rng, n)
+    return {"critic_y": y, "critic_z": z}
+
+  def sample_prior(self, state, rng, n, labels=None):
+    """Prior samples of the representation: r(y, z), y uniform one-hot (or ``labels``), z ~ p(z)."""
+    z, y = self._prior_parts(state, rng, n, labels)
+    return self.representation(state.params, y, z)
+
+  def train_step(self, state, batch, rng):
+    if self.num_labeled and ("labeled_image" not in batch or "labeled_label" not in batch):
+      raise ValueError("the supervised phase needs batch['labeled_image'] and "
+                       "batch['labeled_label'] (the training loop samples them from the "
+                       "labelled subset that prepare_train_data returns).")
+    return super().train_step(state, batch, rng)
+
+  def supervised_loss(self, state, batch, params):
+    """Mean cross-entropy −log q(y = label | x) on ``batch["labeled_image"/"labeled_label"]``."""
+    x = self._inputs({"image": batch["labeled_image"]})
+    heads, ms = self.apply("encoder", params, state.model_state, x, train=True)
+    logits, labels = heads["y_logits"], batch["labeled_label"]
+    loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
+    acc = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
+    return loss, ({"supervised_loss": loss, "supervised_acc": acc}, ms)
+
+  def prepare_train_data(self, train_np, config):
+    """All training images stay unlabelled data; with labels, a balanced subset is returned too."""
+    if not self.num_labeled:
+      return train_np, None
+    keep = data.balanced_labeled_subset(train_np["label"], self.num_labeled, NUM_CLASSES,
+                                        config.seed)
+    return train_np, {"image": np.asarray(train_np["image"])[keep],
+                      "label": np.asarray(train_np["label"])[keep]}
+
+  def eval_metrics(self, state, out, test, train_subset):
+    """Test error (%) of argmax y: against the label with labels, else clusters by majority.
+
+    Without labels each category is labelled by the majority true label of the
+    training examples in it (:func:`aaejax.metrics.cluster_error`).
+    """
+    test_y = np.argmax(np.asarray(out["test"]["y_logits"]), axis=-1)
+    if self.num_labeled:
+      error = metrics.error_rate(test_y, test["label"])
+    else:
+      train_y = np.argmax(encode_numpy(self, state, train_subset["image"])["y_logits"], axis=-1)
+      error = metrics.cluster_error(train_y, train_subset["label"], test_y, test["label"],
+                                    self.num_categories)
+    return {self.ERROR_METRIC: error}
+
+  def extra_plots(self, state, plots_dir, test, rng):
+    """``cluster_heads.png``: per category, its head r(one-hot, z = 0) decoded, then members.
+
+    Members are the first 10 test images whose argmax y is the category.
+    """
+    del rng
+    k = self.num_categories
+    heads = self.representation(state.params, jnp.eye(k), jnp.zeros((k, self.latent_dim)))
+    head_images = np.asarray(self.decode(state, heads))
+    images = np.asarray(data.to_float(test["image"][:5000]))
+    cluster = np.argmax(encode_numpy(self, state, test["image"][:5000])["y_logits"], axis=-1)
+    rows = []
+    for c in range(k):
+      members = images[cluster == c][:10]
+      blank = np.ones((10 - len(members), *images.shape[1:]), np.float32)
+      rows.append(np.concatenate([head_images[c:c + 1], members, blank]))
+    path = os.path.join(plots_dir, "cluster_heads.png")
+    return [plots.image_grid(path, np.concatenate(rows), 11,
+                             title="decoded category head (left, z = 0) and test members",
+                             row_titles=[str(c) for c in range(k)])]
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SemiSupervisedAAE(CategoricalAAE):
+  """Semi-supervised classification (Fig. 8, Table 2); q(y|x) is the classifier.
+
+  ``eval/error_rate``: % test error of argmax y.
+
+  Example:
+
+    >>> import jax, jax.numpy as jnp
+    >>> from aaejax.models import SemiSupervisedAAE
+    >>> model = SemiSupervisedAAE(image_shape=(28, 28, 1), latent_dim=4, num_labeled=100,
+    ...                           critic_hidden=(64,))
+    >>> state = model.init(jax.random.key(0))
+    >>> x = jnp.zeros((4, 28, 28, 1), jnp.uint8)
+    >>> batch = {"image": x, "labeled_image": x, "labeled_label": jnp.arange(4)}
+    >>> state, m = jax.jit(model.train_step)(state, batch, jax.random.key(1))
+    >>> sorted(state.opt_state)
+    ['critic', 'gen', 'recon', 'supervised']
+  """
+
+  num_labeled: int = 100
+
+  def __post_init__(self):
+    if self.num_labeled <= 0:
+      raise ValueError("SemiSupervisedAAE needs num_labeled > 0; ClusteringAAE uses no labels.")
+    super().__post_init__()
+
+  @classmethod
+  def config_kwargs(cls, config):
+    return {"num_categories": NUM_CLASSES, "num_labeled": int(config.num_labeled),
+            "labeled_batch_size": int(config.get("labeled_batch_size", config.batch_size))}
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class ClusteringAAE(CategoricalAAE):
+  """Unsupervised clustering (Fig. 9): y's ``num_categories`` are the clusters.
+
+  ``eval/cluster_error``: % test error when each cluster predicts the majority
+  label of its training members.
+  """
+
+  ERROR_METRIC = "eval/cluster_error"
+
+  num_categories: int = 16
+
+  def __post_init__(self):
+    if self.num_labeled:
+      raise ValueError("ClusteringAAE uses no labels (num_labeled must be 0); see "
+                       "SemiSupervisedAAE.")
+    super().__post_init__()
+
+  @classmethod
+  def config_kwargs(cls, config):
+    return {"num_categories": int(config.num_clusters)}
+
+
+def head_hinge(heads: jax.Array, margin) -> tuple[jax.Array, jax.Array]:
+  """(Σ_{i<j} max(0, margin − ‖h_i − h_j‖), min_{i<j} ‖h_i − h_j‖) over the rows h_i of heads."""
+  diff = heads[:, None, :] - heads[None, :, :]
+  dist = jnp.sqrt(jnp.sum(jnp.square(diff), axis=-1) + 1e-12)  # finite gradient at 0
+  i, j = np.triu_indices(heads.shape[0], 1)
+  pairs = dist[i, j]
+  return jnp.sum(jax.nn.relu(margin - pairs)), jnp.min(pairs)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DimReductionAAE(CategoricalAAE):
+  """Dimensionality reduction with cluster heads (Fig. 10, 11).
+
+  The representation is r = y·W_c + z (``latent_dim``-dimensional, 2 by
+  default): W_c, a learned (num_clusters, latent_dim) matrix, maps each category
+  to a cluster head, and z (matched to the gaussian prior) adds the style around
+  it. The decoder gets r. The reconstruction phase also trains W_c and adds the
+  hinge cost
+
+    head_weight · Σ_{i<j} max(0, η − ‖W_i − W_j‖),   η = ``head_margin``,
+
+  which is zero once every two heads are at least η apart. With labels
+  (``num_labeled`` > 0, then 10 clusters) a supervised phase trains q(y|x) as in
+  :class:`SemiSupervisedAAE` and ``eval/error_rate`` is argmax y's test error;
+  without, it is the cluster error (majority label per cluster).
+  """
+
+  latent_dim: int = 2
+
+  @property
+  def PHASES(self):  # noqa: N802
+    return dict(super().PHASES, recon=("encoder", "decoder", "cluster_heads"))
+
+  @property
+  def DEFAULT_HPARAMS(self):  # noqa: N802
+    return dict(super().DEFAULT_HPARAMS, head_margin=6.0, head_weight=1.0)
+
+  def extra_networks(self):
+    y = jnp.zeros((2, self.num_categories), jnp.float32)
+    return {**super().extra_networks(),
+            "cluster_heads": (ClusterHeads(self.num_categories, self.latent_dim), (y,))}
+
+  def decoder_input_dim(self):
+    return self.latent_dim
+
+  def representation(self, params, y, z):
+    """r = y·W_c + z."""
+    return self.apply("cluster_heads", params, {}, y, train=False)[0] + z
+
+  def recon_regularizer(self, state, params):
+    loss, min_dist = head_hinge(params["cluster_heads"]["heads"], state.hparams["head_margin"])
+    return state.hparams["head_weight"] * loss, {"head_penalty": loss,
+                                                 "min_head_distance": min_dist}
+
+  def extra_plots(self, state, plots_dir, test, rng):
+    """``cluster_heads.png``; ``representation_manifold.png``: a grid over test representations."""
+    paths = super().extra_plots(state, plots_dir, test, rng)
+    r = encode_numpy(self, state, test["image"][:5000])["r"]
+    lo, hi = np.percentile(r, [1, 99], axis=0)
+    paths.append(_grid_plot(self, state, os.path.join(plots_dir, "representation_manifold.png"),
+                            plots.box_grid(20, lo, hi), 20,
+                            "decoded grid over the test representations"))
+    return paths
+
+  @classmethod
+  def config_kwargs(cls, config):
+    return {"num_categories": int(config.num_clusters), "num_labeled": int(config.num_labeled),
+            "labeled_batch_size": int(config.get("labeled_batch_size", config.batch_size))}
+

@@ -1,0 +1,61 @@
+"""Runs ``train.train_and_evaluate`` for the parallel tests, in its own JAX process.
+
+  python tests/_multiprocess_worker.py '{"runs": [...], "num_processes": 2, "process_id": 0,
+                                         "port": 12345}'
+
+``runs``: a list of ``{"config": NAME, "workdir": DIR, "overrides": {...}}``, run
+one after another; a run with ``"expect_error"`` must raise a ``ValueError``
+whose message contains it; a run with ``"wait_for": PATH`` first waits (at most
+``wait_timeout_s``, default 200 s) until PATH exists (e.g. a checkpoint that
+another process writes). With ``num_processes`` > 1 the process first joins a
+localhost JAX cluster (CPU collectives through gloo). The CPU device count comes
+from ``XLA_FLAGS`` (set by the parent). Writes ``{"results": [...]}`` to ``out``.
+"""
+
+import json
+import os
+import sys
+import time
+
+sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                os.path.dirname(os.path.abspath(__file__))]
+
+
+def main(spec):
+  import jax
+  if spec.get("num_processes", 1) > 1:
+    from aaejax import distributed
+    distributed.initialize(f"localhost:{spec['port']}", spec["num_processes"],
+                           spec["process_id"], cpu_collectives="gloo",
+                           timeout_s=spec.get("init_timeout_s", 60))
+  import _parallel_helpers as helpers
+  from aaejax import train
+  results = []
+  for run in spec["runs"]:
+    if "wait_for" in run:
+      deadline = time.monotonic() + run.get("wait_timeout_s", 200)
+      while not os.path.exists(run["wait_for"]):
+        if time.monotonic() > deadline:
+          raise TimeoutError(f"{run['wait_for']} did not appear.")
+        time.sleep(0.2)
+    config = helpers.tiny_config(run["config"], **run.get("overrides", {}))
+    if "expect_error" in run:
+      try:
+        train.train_and_evaluate(config, run["workdir"])
+      except ValueError as e:
+        assert run["expect_error"] in str(e), str(e)
+        results.append({"error": str(e)})
+        continue
+      raise AssertionError(f"no ValueError for {run}")
+    results.append(train.train_and_evaluate(config, run["workdir"]))
+  if spec.get("out"):
+    with open(spec["out"], "w") as f:
+      json.dump({"results": results, "process_index": jax.process_index(),
+                 "process_count": jax.process_count(),
+                 "devices": [str(d) for d in jax.devices()]}, f)
+  if spec.get("num_processes", 1) > 1:
+    jax.distributed.shutdown()
+
+
+if __name__ == "__main__":
+  main(json.loads(sys.argv[1]))

@@ -1,0 +1,276 @@
+"""The label-aware AAEs: short real-MNIST runs, label plumbing, metrics, plots, bad configs."""
+
+import functools
+import importlib
+import types
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from aaejax import models, networks, priors, train
+from aaejax.models import aae_labels
+
+STEPS = 150
+BATCH = 100
+
+
+def small(cls, latent_dim=2, num_categories=0, **kw):
+  enc = networks.MLPEncoder(latent_dim, (128,), num_categories=num_categories)
+  dec = networks.MLPDecoder((28, 28, 1), (128,))
+  if num_categories:
+    kw["num_categories"] = num_categories
+  return cls(image_shape=(28, 28, 1), latent_dim=latent_dim, encoder=enc, decoder=dec,
+             critic_hidden=(64,), **kw)
+
+
+MODELS = {
+    "supervised_prior": lambda: small(models.SupervisedPriorAAE, num_labeled=100),
+    "style": lambda: small(models.StyleAAE, latent_dim=4, prior="gaussian"),
+    "semisupervised": lambda: small(models.SemiSupervisedAAE, 4, 10, prior="gaussian",
+                                    num_labeled=100),
+    "clustering": lambda: small(models.ClusteringAAE, 4, 16, prior="gaussian"),
+    "dimreduction": lambda: small(models.DimReductionAAE, 2, 10, prior="gaussian",
+                                  num_labeled=100),
+}
+
+
+def compiled(fn, *args):
+  """``jax.jit(fn)`` compiled for ``args`` without LLVM optimisations (3× faster to compile)."""
+  return jax.jit(fn).lower(*args).compile({"xla_backend_optimization_level": 0})
+
+
+@pytest.fixture(scope="module")
+def trained(mnist_small):
+  """name -> (model, final state, metric history, labelled subset), trained on demand once."""
+  cache = {}
+  config = ml_collections.ConfigDict({"seed": 0})
+
+  def get(name):
+    if name not in cache:
+      model = MODELS[name]()
+      train_np, labeled = (model.prepare_train_data(mnist_small, config)
+                           if hasattr(model, "prepare_train_data") else (mnist_small, None))
+      images, labels = jnp.asarray(train_np["image"]), jnp.asarray(train_np["label"])
+      state = model.init(jax.random.key(0))
+      history, step = [], None
+      for t in range(STEPS):
+        i = (t * BATCH) % (len(images) - BATCH)
+        batch = {"image": images[i:i + BATCH], "label": labels[i:i + BATCH]}
+        if labeled is not None:
+          j = (t * 50) % (len(labeled["label"]) - 50)
+          batch.update(labeled_image=labeled["image"][j:j + 50],
+                       labeled_label=labeled["label"][j:j + 50])
+        step = step or compiled(model.train_step, state, batch, jax.random.key(t))
+        state, m = step(state, batch, jax.random.key(t))
+        history.append(jax.device_get(m))
+      cache[name] = (model, state, history, labeled)
+    return cache[name]
+
+  return get
+
+
+def test_one_hot_with_unlabelled():
+  got = aae_labels.one_hot_with_unlabelled(jnp.array([0, 2, -1]), 3)
+  np.testing.assert_array_equal(got, [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_losses_fall_on_real_mnist(trained, name):
+  model, state, hist, _ = trained(name)
+  first = np.mean([h["recon_loss"] for h in hist[:10]])
+  last = np.mean([h["recon_loss"] for h in hist[-10:]])
+  assert last < 0.8 * first, (first, last)
+  assert int(state.step) == STEPS and set(state.opt_state) == set(model.PHASES)
+  for h in hist:
+    assert all(np.isfinite(v) for v in h.values()), h
+  if "supervised" in model.PHASES:
+    assert np.mean([h["supervised_loss"] for h in hist[-10:]]) < 0.3 * hist[0]["supervised_loss"]
+
+
+def test_supervised_prior_label_plumbing(trained, mnist_small):
+  model, state, _, _ = trained("supervised_prior")
+  config = ml_collections.ConfigDict({"seed": 3})
+  relabelled, labeled = model.prepare_train_data(mnist_small, config)
+  assert labeled is None and relabelled["image"] is mnist_small["image"]
+  kept = relabelled["label"] >= 0
+  assert kept.sum() == 100 and set(relabelled["label"][~kept]) == {-1}
+  np.testing.assert_array_equal(np.bincount(relabelled["label"][kept]), [10] * 10)
+  np.testing.assert_array_equal(relabelled["label"][kept], mnist_small["label"][kept])
+  again, _ = model.prepare_train_data(mnist_small, config)
+  other, _ = model.prepare_train_data(mnist_small, ml_collections.ConfigDict({"seed": 4}))
+  np.testing.assert_array_equal(again["label"], relabelled["label"])
+  assert not np.array_equal(other["label"] >= 0, kept)
+
+  # The critic's condition: one-hot of size 11, the last slot for the unlabelled.
+  labels = jnp.array([4, -1] * 200)
+  cond = model.critic_condition({"label": labels})
+  assert cond.shape == (400, 11)
+  np.testing.assert_array_equal(cond[0], np.eye(11)[4])
+  np.testing.assert_array_equal(cond[1], np.eye(11)[10])
+  assert state.params["critic"]["mlp"]["hidden_0"]["kernel"].shape == (2 + 11, 64)
+  # Real samples: the label's component for labelled examples, the whole prior otherwise.
+  real = model.prior_codes(state, {"label": labels}, jax.random.key(1), 400)["critic"]
+  nearest = np.argmin(((real[:, None] - model.prior.means()[None]) ** 2).sum(-1), axis=1)
+  assert np.mean(nearest[0::2] == 4) > 0.95
+  assert len(set(nearest[1::2].tolist())) == 10
+
+
+def test_supervised_prior_metric_on_handmade_codes():
+  labels = jnp.arange(100) % 10
+  for name, codes in (
+      ("gaussian_mixture", priors.get("gaussian_mixture").means()[labels]),
+      ("swiss_roll", priors.get("swiss_roll").position((labels + 0.5) / 10))):
+    model = small(models.SupervisedPriorAAE, prior=name)
+    state = types.SimpleNamespace(hparams={"prior_scale": jnp.float32(2.0)})  # all it reads
+    out = {"test": {"z": 2.0 * codes}}
+    acc = model.eval_metrics(state, out, {"label": labels}, None)
+    assert acc == {"eval/label_component_accuracy": 1.0}
+    shifted = model.eval_metrics(state, out, {"label": (labels + 1) % 10}, None)
+    assert shifted["eval/label_component_accuracy"] == 0.0
+
+
+def test_semisupervised_error_and_clusters(trained, mnist_small):
+  model, state, _, labeled = trained("semisupervised")
+  np.testing.assert_array_equal(np.bincount(labeled["label"]), [10] * 10)
+  labels = jnp.arange(20) % 10
+  logits = jax.nn.one_hot(jnp.where(jnp.arange(20) < 5, (labels + 1) % 10, labels), 10)
+  got = model.eval_metrics(state, {"test": {"y_logits": logits}}, {"label": labels}, None)
+  assert got == {"eval/error_rate": 25.0}
+  # After a short run q(y|x) already beats chance on held-out images.
+  test = {k: v[1500:] for k, v in mnist_small.items()}
+  y = model.eval_batch(state, test)["y_logits"]
+  assert model.eval_metrics(state, {"test": {"y_logits": y}}, test, None)["eval/error_rate"] < 75
+
+  clustering, cstate, _, _ = trained("clustering")
+  train_subset = {k: v[:1000] for k, v in mnist_small.items()}
+  out = {"test": clustering.eval_batch(cstate, test)}
+  err = clustering.eval_metrics(cstate, out, test, train_subset)["eval/cluster_error"]
+  assert 0.0 <= err < 85.0
+  assert out["test"]["z"].shape == (500, 4 + 16)  # the representation [z, y]
+
+
+def test_supervised_phase_trains_only_the_encoder(trained):
+  model, state, _, labeled = trained("semisupervised")
+  batch = {"labeled_image": labeled["image"][:20], "labeled_label": labeled["label"][:20]}
+  new, m = compiled(lambda s, b: model.phase(s, "supervised",
+                                             functools.partial(model.supervised_loss, s, b)),
+                    state, batch)(state, batch)
+  changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, new.params)
+  assert any(jax.tree.leaves(changed["encoder"]))
+  for net in ("decoder", "critic_y", "critic_z"):
+    assert not any(jax.tree.leaves(changed[net]))
+  assert 0.0 <= m["supervised_acc"] <= 1.0
+
+
+def test_style_decoder_uses_the_label(trained):
+  model, state, _, _ = trained("style")
+  z = jnp.zeros((10, 4))
+  images = model.decode(state, model.decoder_input({"z": z}, jnp.arange(10)))
+  assert float(jnp.mean(jnp.abs(images[1:] - images[:1]))) > 0.01
+  assert model.generate(state, jax.random.key(0), 6).shape == (6, 28, 28, 1)
+  with pytest.raises(ValueError, match="pass labels"):
+    model.decoder_input({"z": z})
+
+
+def test_cluster_head_hinge():
+  loss, min_dist = aae_labels.head_hinge(jnp.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]]), 2.0)
+  np.testing.assert_allclose([loss, min_dist], [1.0, 1.0], rtol=1e-5)
+  # Gradient steps on the hinge alone push the heads apart.
+  w = jax.random.normal(jax.random.key(0), (10, 2))
+  grad = jax.jit(jax.grad(lambda w: aae_labels.head_hinge(w, 4.0)[0]))
+  before = aae_labels.head_hinge(w, 4.0)
+  for _ in range(20):
+    w = w - 0.1 * grad(w)
+  after = aae_labels.head_hinge(w, 4.0)
+  assert after[0] < 0.5 * before[0] and after[1] > before[1]
+
+
+def test_dimreduction_representation(trained, mnist_small):
+  model, state, hist, _ = trained("dimreduction")
+  assert hist[-1]["min_head_distance"] > hist[0]["min_head_distance"]
+  # r = y·W_c + z, in training (encode_heads) and inference (encode).
+  x = jnp.asarray(mnist_small["image"][:3])
+  w = state.params["cluster_heads"]["heads"]
+  for heads in (model.encode(state, x),
+                model.encode_heads(state.params, {}, x / 255.0, jax.random.key(0))[0]):
+    np.testing.assert_allclose(heads["r"], heads["y"] @ w + heads["z"], rtol=1e-5, atol=1e-5)
+  unsupervised = small(models.DimReductionAAE, 2, 20, prior="gaussian", num_labeled=0)
+  assert "supervised" not in unsupervised.PHASES
+  assert "lr_supervised" not in unsupervised.hparams()
+  assert unsupervised.PHASES["recon"] == ("encoder", "decoder", "cluster_heads")
+
+
+def test_extra_plots(trained, mnist_small, tmp_path):
+  test = {k: jnp.asarray(v[:300]) for k, v in mnist_small.items()}
+  expected = {"supervised_prior": ["components_manifold.png"], "style": ["style_grid.png"],
+              "semisupervised": ["cluster_heads.png"], "clustering": ["cluster_heads.png"],
+              "dimreduction": ["cluster_heads.png", "representation_manifold.png"]}
+  for name, files in expected.items():
+    model, state, _, _ = trained(name)
+    paths = model.extra_plots(state, str(tmp_path / name), test, jax.random.key(0))
+    assert [p.split("/")[-1] for p in paths] == files
+    for p in paths:
+      assert (tmp_path / name / p.split("/")[-1]).stat().st_size > 1000
+  # The loop's figures, with reconstructions through the label-conditioned decoder.
+  model, state, _, _ = trained("style")
+  paths = train.make_plots(model, state, str(tmp_path / "loop"), test, jax.random.key(0), 300)
+  assert [p.split("/")[-1] for p in paths][-1] == "style_grid.png"
+  roll = small(models.SupervisedPriorAAE, prior="swiss_roll", num_labeled=100)
+  _, state, _, _ = trained("supervised_prior")  # the same networks' shapes
+  paths = roll.extra_plots(state, str(tmp_path / "roll"), test, None)
+  assert paths[0].endswith("roll_walk.png")
+
+
+def test_configs_create_models():
+  for name, cls in (("aae_supervised_prior", models.SupervisedPriorAAE),
+                    ("aae_style", models.StyleAAE),
+                    ("aae_semisupervised", models.SemiSupervisedAAE),
+                    ("aae_clustering", models.ClusteringAAE),
+                    ("aae_dimreduction", models.DimReductionAAE)):
+    c = importlib.import_module(f"configs.{name}").get_config()
+    c.hidden, c.critic_hidden = (16,), (16,)
+    model = models.create(c, (28, 28, 1))
+    assert type(model) is cls
+    hp = models.hparams_from_config(model, c)
+    assert hp["lr_recon"] == c.learning_rate and hp["critic_noise"] == c.critic_noise
+  c = importlib.import_module("configs.aae_semisupervised").get_config()
+  c.num_labeled, c.labeled_batch_size = 1000, 32
+  model = models.create(c, (28, 28, 1))
+  got = (model.num_labeled, model.labeled_batch_size, model.encoder.num_categories)
+  assert got == (1000, 32, 10)
+  assert models.hparams_from_config(model, c)["lr_supervised"] == c.supervised_learning_rate
+  c = importlib.import_module("configs.aae_clustering").get_config()
+  c.num_clusters = 30
+  assert models.create(c, (28, 28, 1)).encoder.num_categories == 30
+  c = importlib.import_module("configs.aae_dimreduction").get_config()
+  hp = models.hparams_from_config(models.create(c, (28, 28, 1)), c)
+  assert hp["head_margin"] == c.head_margin
+
+
+def test_bad_configs():
+  with pytest.raises(ValueError, match="positive multiple"):
+    small(models.SupervisedPriorAAE, num_labeled=105)
+  with pytest.raises(ValueError, match="positive multiple"):
+    small(models.SemiSupervisedAAE, 4, 10, prior="gaussian", num_labeled=55)
+  with pytest.raises(ValueError, match="needs a prior with classes"):
+    small(models.SupervisedPriorAAE, prior="gaussian")
+  with pytest.raises(ValueError, match="unknown prior"):
+    small(models.SupervisedPriorAAE, prior="laplace")
+  with pytest.raises(ValueError, match="must be >= 2"):
+    small(models.ClusteringAAE, 4, 1, prior="gaussian")
+  with pytest.raises(ValueError, match="one category per class"):
+    small(models.DimReductionAAE, 2, 20, prior="gaussian", num_labeled=100)
+  with pytest.raises(ValueError, match="uses no labels"):
+    small(models.ClusteringAAE, 4, 16, prior="gaussian", num_labeled=100)
+  with pytest.raises(ValueError, match="needs num_labeled > 0"):
+    small(models.SemiSupervisedAAE, 4, 10, prior="gaussian", num_labeled=0)
+  with pytest.raises(ValueError, match="encoder has 16 categories"):
+    models.SemiSupervisedAAE(image_shape=(28, 28, 1), latent_dim=4,
+                             encoder=networks.MLPEncoder(4, (8,), num_categories=16))
+  model = MODELS["semisupervised"]()
+  x = jnp.zeros((4, 28, 28, 1), jnp.uint8)
+  with pytest.raises(ValueError, match="labeled_image"):
+    model.train_step(None, {"image": x}, jax.random.key(1))

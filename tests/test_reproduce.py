@@ -1,0 +1,62 @@
+"""experiments/reproduce.py: row configs, the table and JSON, one real quick run."""
+
+import json
+
+import numpy as np
+import pytest
+
+import reproduce
+from aaejax import train
+
+
+def test_row_configs(mnist_dir):
+  row = reproduce.TABLES["semisupervised"].rows[0]
+  c = reproduce.row_config("semisupervised", row, seed=2)
+  assert (c.num_labeled, c.seed, c.num_steps, c.lr_boundaries) == (100, 2, 60_000, (30_000,))
+  c = reproduce.row_config("semisupervised", row, seed=0, epochs=2)
+  assert (c.num_steps, c.lr_boundaries, c.eval_every) == (1200, (600,), 1200)
+  q = reproduce.row_config("clustering", reproduce.TABLES["clustering"].rows[1], 0, quick=True)
+  assert (q.num_clusters, q.num_steps, q.hidden, q.plots) == (30, reproduce.QUICK_STEPS, (32,),
+                                                               False)
+  dim = reproduce.TABLES["dimreduction"].rows
+  assert [r.overrides["num_labeled"] for r in dim] == [1000, 100]
+
+
+def test_table_from_runs(mnist_dir, tmp_path, monkeypatch):
+  errors = iter([5.0, 7.0, 3.0, 3.5])
+  seen = []
+
+  def fake_train(config, workdir):
+    seen.append((config.model, config.num_labeled, config.seed, workdir))
+    return {"step": config.num_steps, "eval/error_rate": next(errors)}
+
+  monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+  summary = reproduce.run_table("dimreduction", str(tmp_path), seeds=2, epochs=1)
+  assert [s[1:3] for s in seen] == [(1000, 0), (1000, 1), (100, 0), (100, 1)]
+  assert seen[1][3] == str(tmp_path / "dimreduction" / "1000" / "seed1")
+  first = summary["rows"][0]
+  assert (first["mean"], first["paper"], first["epochs"]) == (6.0, 4.20, 1.0)
+  np.testing.assert_allclose(first["std"], np.std([5.0, 7.0], ddof=1))
+  md, js = reproduce.write_outputs(summary, str(tmp_path))
+  text = open(md).read()
+  assert "| MNIST 2-D, 1000 labels | 4.20 | 6.00 ± 1.41 | +1.80 | 2 | 1 |" in text
+  assert "| MNIST 2-D, 100 labels | 6.08 | 3.25 ± 0.35 | -2.83 | 2 | 1 |" in text
+  assert json.load(open(js))["rows"][1]["runs"][0]["metrics"] == {"eval/error_rate": 3.0}
+  with pytest.raises(ValueError, match="unknown rows"):
+    reproduce.run_table("dimreduction", str(tmp_path), rows=["7"])
+  with pytest.raises(ValueError, match="unknown table"):
+    reproduce.run_table("svhn", str(tmp_path))
+
+
+def test_quick_run_end_to_end(mnist_dir, tmp_path):
+  # The training loop with a labelled subset sampled into every step.
+  summary = reproduce.run_table("semisupervised", str(tmp_path), seeds=1, quick=True,
+                                rows=["100"])
+  md, _ = reproduce.write_outputs(summary, str(tmp_path))
+  row = summary["rows"][0]
+  assert 0.0 <= row["mean"] <= 100.0 and row["std"] is None
+  assert "QUICK" in open(md).read()
+  rows = [json.loads(r) for r in open(tmp_path / "semisupervised" / "100" / "seed0" /
+                                      "metrics.jsonl")]
+  assert any("train/supervised_loss" in r for r in rows)
+  assert rows[-1]["eval/error_rate"] == row["mean"]
