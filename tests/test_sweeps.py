@@ -61,7 +61,9 @@ def assert_same_run(member_dir, solo_dir):
     assert set(x) == set(y)
     for k in x:
       if k not in ("step", "train/steps_per_sec"):
-        np.testing.assert_allclose(x[k], y[k], rtol=RTOL, atol=1e-6, err_msg=f"{k} at {x['step']}")
+        # A kNN vote among near-equidistant codes may flip: allow 2 of the 1,000 test images.
+        atol = 2e-3 if k == "eval/knn_accuracy" else 1e-6
+        np.testing.assert_allclose(x[k], y[k], rtol=RTOL, atol=atol, err_msg=f"{k} at {x['step']}")
 
 
 def test_wae_members_equal_solo_runs(small_mnist, tmp_path):
@@ -96,6 +98,11 @@ def test_aae_sweep_from_the_command_line(small_mnist, tmp_path, monkeypatch):
   """One seed (one data order shared by the members), critic learning rate x prior scale."""
   import sys
   from absl import flags
+  # Other experiment scripts imported by other tests (reproduce.py) define --workdir too.
+  sys.modules.pop("sweep", None)
+  for name in ("workdir", "config", "grid"):
+    if name in flags.FLAGS:
+      delattr(flags.FLAGS, name)
   sweep_main = importlib.import_module("sweep")
   out = tmp_path / "sweep"
   argv = ["sweep.py", "--config=experiments/configs/aae_unsupervised.py", f"--workdir={out}",
