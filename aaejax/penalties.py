@@ -42,10 +42,13 @@ def kth_largest(x: jax.Array, k: int) -> jax.Array:
   """
   flat = jnp.ravel(x)
   keys = _sortable_bits(lax.stop_gradient(flat))
+  # Counts in float32 are exact below 2**24 entries and XLA's CPU reduction of
+  # them is about 2x faster than of int32.
+  count_dtype = jnp.float32 if flat.size < 2**24 else jnp.int32
 
   def body(i, prefix):
     candidate = prefix | (jnp.uint32(1) << (31 - i).astype(jnp.uint32))
-    count = jnp.sum(keys >= candidate, dtype=jnp.int32)
+    count = jnp.sum((keys >= candidate).astype(count_dtype))
     return jnp.where(count >= k, candidate, prefix)
 
   key = lax.fori_loop(0, 32, body, jnp.uint32(0))

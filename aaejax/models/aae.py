@@ -1,20 +1,31 @@
-"""Unsupervised adversarial autoencoder (Makhzani et al. 2015, Sec. 2).
+"""Adversarial autoencoder (Makhzani et al. 2015): the whole training math.
 
-One train step is the paper's two phases on one mini-batch, each with its own
-Adam state:
+One train step is the paper's phases on one mini-batch, each one Adam update of
+its own networks (its own optimizer state and ``lr_<phase>``), each seeing the
+networks as the previous phase left them. With r(x) the decoder input, c the
+critics' condition (if any) and D_k the critics:
 
-1. reconstruction: encoder and decoder minimise the reconstruction loss;
-2. regularization: the critic learns to tell prior samples (real) from codes
-   (fake), then the encoder, as the generator, learns to fool it
-   (non-saturating loss).
+1. ``recon`` (encoder, decoder, and any extra trained networks):
+   recon_weight · L_rec(x, dec(r(x))) + :meth:`AAE.recon_regularizer`;
+2. ``critic`` (every critic; one update of their disjoint parameters, the same as
+   one update per critic with a shared learning rate):
+   Σ_k −log D_k(p_k, c) − log(1 − D_k(q_k(x), c)), p_k a prior sample (real),
+   q_k(x) the matching encoder output (fake), both with ``critic_noise``
+   gaussian noise added;
+3. ``gen`` (encoder, as the generator): gen_weight · Σ_k −log D_k(q_k(x), c)
+   (non-saturating);
+4. ``supervised`` (only for models that declare that phase): the cross-entropy
+   of :meth:`AAE.supervised_loss` on a labelled mini-batch.
 
-Each phase sees the networks as the previous phase left them.
+The unsupervised AAE has one critic on z, no condition, no supervised phase. The
+label-aware models (:mod:`aaejax.models.aae_labels`) override the hooks only.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Sequence
+import functools
+from typing import Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -25,7 +36,7 @@ from aaejax.models.base import Autoencoder
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class AAE(Autoencoder):
-  """Unsupervised AAE with any prior.
+  """AAE with any prior; unsupervised as it stands, label-aware through its hooks.
 
   Hparams (all sweepable): ``lr_recon``, ``lr_critic``, ``lr_gen`` (Adam
   learning rates of the three phases), ``recon_weight`` (multiplies the
@@ -52,41 +63,114 @@ class AAE(Autoencoder):
 
   critic_hidden: Sequence[int] = networks.AAE_HIDDEN
 
-  def extra_networks(self):
-    z = jnp.zeros((2, self.latent_dim), jnp.float32)
-    return {"critic": (networks.Critic(tuple(self.critic_hidden)), (z,))}
+  # ---- hooks -------------------------------------------------------------------------
 
-  def critic_logits(self, state, params, z, rng):
-    """The critic's logits on ``z`` with ``critic_noise`` gaussian noise added."""
-    z = z + state.hparams["critic_noise"] * jax.random.normal(rng, z.shape, z.dtype)
-    return self.apply("critic", params, {}, z, train=True)[0]
+  def critic_sizes(self) -> dict[str, int]:
+    """Critic name -> size of the code it judges."""
+    return {"critic": self.latent_dim}
+
+  def critic_condition_size(self) -> int:
+    """Size of the critics' condition (0: unconditioned)."""
+    return 0
+
+  def critic_condition(self, batch: Mapping[str, jax.Array]) -> jax.Array | None:
+    """What every critic is conditioned on, for both its real and its fake inputs."""
+    del batch
+    return None
+
+  def derived_heads(self, params, heads: dict) -> dict:
+    """Heads computed from the encoder's (e.g. y = softmax(y_logits)), in training and inference."""
+    del params
+    return heads
+
+  def adversarial_codes(self, heads: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
+    """Critic name -> the encoder output it sees as fake."""
+    return {"critic": heads["z"]}
+
+  def prior_codes(self, state, batch, rng, n: int) -> dict[str, jax.Array]:
+    """Critic name -> n prior samples it sees as real."""
+    del batch
+    return {"critic": self.sample_prior(state, rng, n)}
+
+  def recon_regularizer(self, state, params) -> tuple[jax.Array, dict]:
+    """Extra loss of the reconstruction phase and its metrics (none by default)."""
+    del state, params
+    return jnp.zeros(()), {}
+
+  # ---- networks ----------------------------------------------------------------------
+
+  def extra_networks(self):
+    nets = {}
+    cond = self.critic_condition_size()
+    for name, size in self.critic_sizes().items():
+      inputs = (jnp.zeros((2, size), jnp.float32),)
+      if cond:
+        inputs += (jnp.zeros((2, cond), jnp.float32),)
+      nets[name] = (networks.Critic(tuple(self.critic_hidden)), inputs)
+    return nets
+
+  def encode_heads(self, params, model_state, x, rng, train=True):
+    heads, model_state = super().encode_heads(params, model_state, x, rng, train)
+    return self.derived_heads(params, heads), model_state
+
+  def encode(self, state, images):
+    return self.derived_heads(state.params, super().encode(state, images))
+
+  # ---- the step ----------------------------------------------------------------------
+
+  def supervised_loss(self, state, batch, params):
+    """``(loss, (metrics, model_state))`` of the ``supervised`` phase, for models with one."""
+    raise NotImplementedError(f"{type(self).__name__} has no supervised phase.")
 
   def train_step(self, state, batch, rng):
+    """The phases of the module docstring, in order: ``(state, batch, rng) -> (state, metrics)``."""
     x = self._inputs(batch)
     n = x.shape[0]
-    keys = jax.random.split(rng, 7)
+    labels = batch.get("label")
+    cond = self.critic_condition(batch)
+    keys = jax.random.split(rng, 6)
 
     def recon_loss(params):
       heads, ms = self.encode_heads(params, state.model_state, x, keys[0])
-      recon, ms = self.reconstruction(params, ms, x, heads["z"])
-      return state.hparams["recon_weight"] * recon, ({"recon_loss": recon}, ms)
+      recon, ms = self.reconstruction(params, ms, x, self.decoder_input(heads, labels))
+      extra, extra_metrics = self.recon_regularizer(state, params)
+      loss = state.hparams["recon_weight"] * recon + extra
+      return loss, ({"recon_loss": recon, **extra_metrics}, ms)
 
     state, m_recon = self.phase(state, "recon", recon_loss)
 
     def critic_loss(params):
       heads, _ = self.encode_heads(params, state.model_state, x, keys[1])
-      fake = self.critic_logits(state, params, jax.lax.stop_gradient(heads["z"]), keys[2])
-      real = self.critic_logits(state, params, self.sample_prior(state, keys[3], n), keys[4])
-      loss = penalties.critic_loss(real, fake)
-      return loss, ({"critic_loss": loss, "critic_acc": penalties.critic_accuracy(real, fake)},
-                    state.model_state)
+      reals = self.prior_codes(state, batch, keys[2], n)
+      total, out = 0.0, {}
+      for i, (name, fake) in enumerate(self.adversarial_codes(heads).items()):
+        k_fake, k_real = jax.random.split(jax.random.fold_in(keys[3], i))
+        fake = self.critic_logits(state, params, jax.lax.stop_gradient(fake), k_fake, cond, name)
+        real = self.critic_logits(state, params, reals[name], k_real, cond, name)
+        loss = penalties.critic_loss(real, fake)
+        out[f"{name}_loss"] = loss
+        out[f"{name}_acc"] = penalties.critic_accuracy(real, fake)
+        total = total + loss
+      out["critic_loss"] = total
+      return total, (out, state.model_state)
 
     state, m_critic = self.phase(state, "critic", critic_loss)
 
     def gen_loss(params):
-      heads, _ = self.encode_heads(params, state.model_state, x, keys[5])
-      loss = penalties.generator_loss(self.critic_logits(state, params, heads["z"], keys[6]))
-      return state.hparams["gen_weight"] * loss, ({"gen_loss": loss}, state.model_state)
+      heads, _ = self.encode_heads(params, state.model_state, x, keys[4])
+      total, out = 0.0, {}
+      for i, (name, code) in enumerate(self.adversarial_codes(heads).items()):
+        logits = self.critic_logits(state, params, code, jax.random.fold_in(keys[5], i), cond,
+                                    name)
+        out[name.replace("critic", "gen") + "_loss"] = loss = penalties.generator_loss(logits)
+        total = total + loss
+      out["gen_loss"] = total
+      return state.hparams["gen_weight"] * total, (out, state.model_state)
 
     state, m_gen = self.phase(state, "gen", gen_loss)
-    return state.replace(step=state.step + 1), {**m_recon, **m_critic, **m_gen}
+    out = {**m_recon, **m_critic, **m_gen}
+    if "supervised" in self.PHASES:
+      state, m_sup = self.phase(state, "supervised",
+                                functools.partial(self.supervised_loss, state, batch))
+      out.update(m_sup)
+    return state.replace(step=state.step + 1), out

@@ -23,7 +23,7 @@ DimReductionAAE       representation r = y·W_c + z: learned cluster heads W_c
                       kept at least η apart by a hinge cost (Fig. 10, 11)
 ====================  ==========================================================
 
-One step (:meth:`LabelAwareAAE.train_step`), each phase seeing the networks as
+One step (:meth:`AAE.train_step <aaejax.models.aae.AAE.train_step>`), each phase seeing the networks as
 the previous phase left them; r(x) is the decoder input, c the critic's
 condition (only for the supervised prior) and D_k the critics:
 
@@ -96,141 +96,7 @@ def _grid_plot(model, state, path, codes, ncol, title, row_titles=None, col_titl
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class LabelAwareAAE(AAE):
-  """An AAE whose train step is assembled from hooks; the base of the five models.
-
-  Subclasses say which encoder outputs each critic sees (:meth:`adversarial_codes`),
-  what their real samples are (:meth:`prior_codes`), what the critics are
-  conditioned on (:meth:`critic_condition`), which heads are derived from the
-  encoder's (:meth:`derived_heads`), and what is added to the reconstruction
-  loss (:meth:`recon_regularizer`). With a ``"supervised"`` phase, the step ends
-  with :meth:`supervised_loss`.
-
-  Hparams: those of :class:`AAE` (``lr_recon``, ``lr_critic``, ``lr_gen``,
-  ``recon_weight``, ``gen_weight``, ``prior_scale``, ``critic_noise``) and the
-  subclass's own.
-  """
-
-  # ---- hooks -------------------------------------------------------------------------
-
-  def critic_sizes(self) -> dict[str, int]:
-    """Critic name -> size of the code it judges."""
-    return {"critic": self.latent_dim}
-
-  def critic_condition_size(self) -> int:
-    """Size of the critics' condition (0: unconditioned)."""
-    return 0
-
-  def critic_condition(self, batch: Mapping[str, jax.Array]) -> jax.Array | None:
-    """What every critic is conditioned on, for both its real and its fake inputs."""
-    del batch
-    return None
-
-  def derived_heads(self, params, heads: dict) -> dict:
-    """Heads computed from the encoder's (e.g. y = softmax(y_logits)), in training and inference."""
-    del params
-    return heads
-
-  def adversarial_codes(self, heads: Mapping[str, jax.Array]) -> dict[str, jax.Array]:
-    """Critic name -> the encoder output it sees as fake."""
-    return {"critic": heads["z"]}
-
-  def prior_codes(self, state, batch, rng, n: int) -> dict[str, jax.Array]:
-    """Critic name -> n prior samples it sees as real."""
-    del batch
-    return {"critic": self.sample_prior(state, rng, n)}
-
-  def recon_regularizer(self, state, params) -> tuple[jax.Array, dict]:
-    """Extra loss of the reconstruction phase and its metrics (none by default)."""
-    del state, params
-    return jnp.zeros(()), {}
-
-  # ---- networks ----------------------------------------------------------------------
-
-  def extra_networks(self):
-    nets = {}
-    cond = self.critic_condition_size()
-    for name, size in self.critic_sizes().items():
-      inputs = (jnp.zeros((2, size), jnp.float32),)
-      if cond:
-        inputs += (jnp.zeros((2, cond), jnp.float32),)
-      nets[name] = (networks.Critic(tuple(self.critic_hidden)), inputs)
-    return nets
-
-  def critic_logits(self, state, params, z, rng, cond=None, name="critic"):
-    """Logits of critic ``name`` on ``z`` plus ``critic_noise`` gaussian noise, given ``cond``."""
-    z = z + state.hparams["critic_noise"] * jax.random.normal(rng, z.shape, z.dtype)
-    return self.apply(name, params, {}, z, cond, train=True)[0]
-
-  def encode_heads(self, params, model_state, x, rng, train=True):
-    heads, model_state = super().encode_heads(params, model_state, x, rng, train)
-    return self.derived_heads(params, heads), model_state
-
-  def encode(self, state, images):
-    return self.derived_heads(state.params, super().encode(state, images))
-
-  # ---- the step ----------------------------------------------------------------------
-
-  def supervised_loss(self, state, batch, params):
-    """``(loss, (metrics, model_state))`` of the ``supervised`` phase, for models with one."""
-    raise NotImplementedError(f"{type(self).__name__} has no supervised phase.")
-
-  def train_step(self, state, batch, rng):
-    """The phases of the module docstring, in order: ``(state, batch, rng) -> (state, metrics)``."""
-    x = self._inputs(batch)
-    n = x.shape[0]
-    labels = batch.get("label")
-    cond = self.critic_condition(batch)
-    keys = jax.random.split(rng, 6)
-
-    def recon_loss(params):
-      heads, ms = self.encode_heads(params, state.model_state, x, keys[0])
-      recon, ms = self.reconstruction(params, ms, x, self.decoder_input(heads, labels))
-      extra, extra_metrics = self.recon_regularizer(state, params)
-      loss = state.hparams["recon_weight"] * recon + extra
-      return loss, ({"recon_loss": recon, **extra_metrics}, ms)
-
-    state, m_recon = self.phase(state, "recon", recon_loss)
-
-    def critic_loss(params):
-      heads, _ = self.encode_heads(params, state.model_state, x, keys[1])
-      reals = self.prior_codes(state, batch, keys[2], n)
-      total, out = 0.0, {}
-      for i, (name, fake) in enumerate(self.adversarial_codes(heads).items()):
-        k_fake, k_real = jax.random.split(jax.random.fold_in(keys[3], i))
-        fake = self.critic_logits(state, params, jax.lax.stop_gradient(fake), k_fake, cond, name)
-        real = self.critic_logits(state, params, reals[name], k_real, cond, name)
-        loss = penalties.critic_loss(real, fake)
-        out[f"{name}_loss"] = loss
-        out[f"{name}_acc"] = penalties.critic_accuracy(real, fake)
-        total = total + loss
-      out["critic_loss"] = total
-      return total, (out, state.model_state)
-
-    state, m_critic = self.phase(state, "critic", critic_loss)
-
-    def gen_loss(params):
-      heads, _ = self.encode_heads(params, state.model_state, x, keys[4])
-      total, out = 0.0, {}
-      for i, (name, code) in enumerate(self.adversarial_codes(heads).items()):
-        logits = self.critic_logits(state, params, code, jax.random.fold_in(keys[5], i), cond,
-                                    name)
-        out[name.replace("critic", "gen") + "_loss"] = loss = penalties.generator_loss(logits)
-        total = total + loss
-      out["gen_loss"] = total
-      return state.hparams["gen_weight"] * total, (out, state.model_state)
-
-    state, m_gen = self.phase(state, "gen", gen_loss)
-    out = {**m_recon, **m_critic, **m_gen}
-    if "supervised" in self.PHASES:
-      state, m_sup = self.phase(state, "supervised",
-                                functools.partial(self.supervised_loss, state, batch))
-      out.update(m_sup)
-    return state.replace(step=state.step + 1), out
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
-class SupervisedPriorAAE(LabelAwareAAE):
+class SupervisedPriorAAE(AAE):
   """AAE whose critic knows the label: each class fills its own part of the prior (Fig. 4).
 
   The critic D(z, c) gets c = one-hot(label) of size K + 1 (K = the prior's
@@ -330,7 +196,7 @@ class SupervisedPriorAAE(LabelAwareAAE):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class StyleAAE(LabelAwareAAE):
+class StyleAAE(AAE):
   """Style/content disentanglement (Fig. 6): the decoder gets [z, one-hot(label)].
 
   The label tells the decoder the digit, so the code z, matched to the
@@ -394,7 +260,7 @@ class ClusterHeads(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class CategoricalAAE(LabelAwareAAE):
+class CategoricalAAE(AAE):
   """Encoder heads y = softmax(y_logits) and z; two critics; optional supervised phase.
 
   ``critic_y`` tells one-hot samples of a uniform categorical over

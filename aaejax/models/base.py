@@ -195,6 +195,11 @@ class Autoencoder:
     logits, model_state = self.apply("decoder", params, model_state, z, train=True)
     return jnp.mean(networks.reconstruction_loss(logits, x, self.recon_loss)), model_state
 
+  def critic_logits(self, state, params, z, rng, cond=None, name="critic"):
+    """Logits of critic ``name`` on ``z`` plus ``critic_noise`` gaussian noise, given ``cond``."""
+    z = z + state.hparams["critic_noise"] * jax.random.normal(rng, z.shape, z.dtype)
+    return self.apply(name, params, {}, z, cond, train=True)[0]
+
   def sample_prior(self, state, rng, n, labels=None):
     return state.hparams["prior_scale"] * self.prior.sample(rng, n, labels)
 

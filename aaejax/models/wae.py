@@ -72,10 +72,6 @@ class WAE(Autoencoder):
     z = jnp.zeros((2, self.latent_dim), jnp.float32)
     return {"critic": (networks.Critic(tuple(self.critic_hidden)), (z,))}
 
-  def critic_logits(self, state, params, z, rng):
-    z = z + state.hparams["critic_noise"] * jax.random.normal(rng, z.shape, z.dtype)
-    return self.apply("critic", params, {}, z, train=True)[0]
-
   def train_step(self, state, batch, rng):
     x = self._inputs(batch)
     n = x.shape[0]

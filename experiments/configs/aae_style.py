@@ -6,7 +6,8 @@ the z of one test image decoded with each of the 10 classes.
 
 Recipe (ours; the paper's z size and optimiser for this figure were not
 available to us): MLPs of two 1000-unit ReLU layers, Adam with β1 = 0.5,
-reconstruction lr 1e-3, critic and generator lr 1e-4, 15-D z, 10 epochs.
+the unsupervised AAE's phase learning rates (``aae_unsupervised.py``), 15-D z,
+10 epochs.
 
   python experiments/main.py --config=experiments/configs/aae_style.py --workdir=runs/style
 """

@@ -1,0 +1,465 @@
+"""Training throughput of the models: samples/s, FLOPs, and the fraction of the matmul peak.
+
+  python experiments/benchmark.py --model=aae --batch_size=100 --steps=50
+  python experiments/benchmark.py --model=aae,wae_mmd_rbf,wae_mmd_imq,wae_gan --steps=50 \
+      --json=bench.json
+  python experiments/benchmark.py --model=aae --hidden=128 --critic_hidden=128 --sweep=1,16
+
+Prints one table, a row per (model, K):
+
+- samples/s: training examples per second (summed over the K members of a
+  sweep), the median over ``--repeats`` timed windows of ``--steps`` steps each,
+  after compilation (done ahead of time, reported apart) and ``--warmup`` steps;
+- ms/step: the time of one compiled step (all K members);
+- GFLOP/step: the dense/conv multiply-adds (×2) of every phase, forward and
+  backward, counted on the step's jaxpr by :mod:`aaejax.flops` (per phase in
+  the JSON);
+- GFLOP/s and % peak: achieved rate, and its fraction of the float32 matmul
+  rate of this machine, measured in the same run: before each timed window the
+  best rate of square matmuls (512, 1024, 2048) is measured, and the fraction
+  is the median over windows of (window's rate / that peak), which keeps it
+  meaningful when other processes share the cores;
+- penalty %: for MMD penalties, the time of the MMD's forward and backward pass
+  (timed alone right after each window, 20 per dispatch) over the step's time,
+  at the row's batch size (median over windows); a line under the table checks
+  it at ``--penalty_batch`` (256: must stay under 10 %).
+
+The step is the training loop's own (:func:`aaejax.train.make_train_fn`: one
+compiled program for all phases, the batch gathered from a device-resident
+dataset, the state donated, no host round trip); a sweep (``--sweep=K``) is
+``jax.vmap(model.train_step, in_axes=(0, None, None))`` over K states stacked
+by ``jax.vmap(model.init)`` (seeds 0..K-1), one compiled program for all K.
+``--model`` takes the aliases above (the issue's anchor MLPs: 784-1000-1000-8,
+critic 8-1000-1000-1 for ``aae``; WAE-GAN keeps its config's critic) or any
+config file's name (label-aware AAEs get their labelled subset as in training).
+Data: real MNIST from ``$AAEJAX_DATA_DIR`` when present, else random bytes of
+the same shape (the speed is the same). Rows are timed interleaved (window 1 of
+every row, then window 2, ...), so that they share the background load.
+
+``--steps_per_call=S`` runs S steps per dispatch (a ``lax.scan``, to measure
+what a scanned training loop would gain); ``--profile_dir`` writes a
+``jax.profiler`` trace of each row's last window (TensorBoard or Perfetto),
+``--dump_hlo`` each step's optimised HLO. The JSON also has each window's
+ms/step, the process's CPU ms/step and the FLOPs per phase.
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import functools
+import importlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from typing import Any, Callable
+
+from absl import app, flags
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for `configs`
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from aaejax import data, flops, models, parallel, penalties, train  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("model", ["aae"], "Models, comma-separated: aae, wae_mmd_rbf, wae_mmd_imq, "
+                  "wae_gan, or the name of a config file in experiments/configs.")
+flags.DEFINE_integer("batch_size", 100, "Global batch size (per sweep member).")
+flags.DEFINE_integer("steps", 50, "Steps per timed window.")
+flags.DEFINE_list("sweep", ["1"], "Sweep sizes K, comma-separated (1: a single model).")
+flags.DEFINE_integer("repeats", 5, "Timed windows per row; the median is reported.")
+flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
+flags.DEFINE_string("json", None, "Also write the results here as JSON.")
+flags.DEFINE_integer("num_devices", 0, "Devices of the data-parallel mesh (0: all).")
+flags.DEFINE_integer("latent_dim", 8, "Latent dimension (the anchors use 8).")
+flags.DEFINE_list("hidden", ["1000", "1000"], "Encoder/decoder MLP hidden layers.")
+flags.DEFINE_list("critic_hidden", None, "Critic hidden layers (default: 1000,1000 for aae, "
+                  "the config's for wae_gan).")
+flags.DEFINE_multi_string("set", [], "Extra config overrides FIELD=VALUE (python literal).")
+flags.DEFINE_integer("penalty_batch", 256, "Batch size of the MMD-share check (0: skip).")
+flags.DEFINE_list("peak_sizes", ["512", "1024", "2048"], "Square matmul sizes of the peak.")
+flags.DEFINE_float("peak_seconds", 0.15, "Seconds spent timing each peak matmul size per window.")
+flags.DEFINE_enum("data", "auto", ["auto", "mnist", "random"], "MNIST from $AAEJAX_DATA_DIR "
+                  "(auto: when present), or random bytes of its shape.")
+flags.DEFINE_integer("steps_per_call", 1, "Train steps per dispatch (a lax.scan over steps; "
+                     "the training loop dispatches one step per call).")
+flags.DEFINE_string("profile_dir", None, "Write a jax.profiler trace of one window here.")
+flags.DEFINE_string("dump_hlo", None, "Write each step's optimised HLO into this directory.")
+
+# Benchmark name -> (config file, overrides).
+ALIASES = {
+    "aae": ("aae_unsupervised", {"prior": "gaussian", "critic_hidden": (1000, 1000)}),
+    "wae_mmd_rbf": ("wae", {"penalty": "mmd_rbf"}),
+    "wae_mmd_imq": ("wae", {"penalty": "mmd_imq"}),
+    "wae_gan": ("wae", {"penalty": "gan"}),
+}
+IMAGE_SHAPE = (28, 28, 1)
+PENALTY_REPS = 20  # MMD evaluations per dispatch when timing the penalty alone
+
+
+def make_config(name: str, latent_dim: int, hidden, critic_hidden=None, sets=()):
+  """The benchmark's config for model ``name`` (an alias or a config file's name)."""
+  file, overrides = ALIASES.get(name, (name, {}))
+  try:
+    config = importlib.import_module(f"configs.{file}").get_config()
+  except ModuleNotFoundError:
+    config = importlib.import_module("configs.default").get_config()
+    config.model = name
+  for k, v in overrides.items():
+    config[k] = v
+  config.latent_dim = latent_dim
+  config.hidden = tuple(int(h) for h in hidden)
+  if critic_hidden is not None:
+    config.critic_hidden = tuple(int(h) for h in critic_hidden)
+  for item in sets:
+    field, _, value = item.partition("=")
+    try:
+      config[field] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      config[field] = value
+  return config
+
+
+def matmul_peak(sizes, seconds: float = 0.15) -> float:
+  """Best float32 GFLOP/s over square matmuls of ``sizes`` (each timed ~``seconds``)."""
+  best = 0.0
+  for n in sizes:
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    f = _matmul(n)
+    f(a, b).block_until_ready()
+    t = time.perf_counter()
+    f(a, b).block_until_ready()
+    once = max(time.perf_counter() - t, 1e-6)
+    reps = max(1, int(seconds / once))
+    t = time.perf_counter()
+    for _ in range(reps):
+      c = f(a, b)
+    c.block_until_ready()
+    best = max(best, 2 * n**3 * reps / (time.perf_counter() - t) / 1e9)
+  return best
+
+
+_MATMULS: dict = {}
+
+
+def _matmul(n):
+  if n not in _MATMULS:
+    _MATMULS[n] = jax.jit(lambda a, b: a @ b)
+  return _MATMULS[n]
+
+
+def load_data(source="auto"):
+  """MNIST's training split on the host (or random bytes of its shape), and its source."""
+  arrays = None
+  if source != "random":
+    try:
+      arrays = data.load_numpy("mnist", "train")
+      source = "mnist"
+    except Exception:  # noqa: BLE001 — no data here: the speed does not depend on it
+      if source == "mnist":
+        raise
+  if arrays is None:
+    rng = np.random.default_rng(0)
+    n = 10_000
+    arrays = {"image": rng.integers(0, 256, (n, *IMAGE_SHAPE), dtype=np.uint8),
+              "label": rng.integers(0, 10, n).astype(np.int32)}
+    source = "random"
+  return arrays, source
+
+
+def device_data(model, config, host, mesh):
+  """``({"train": arrays, "labeled": arrays or None}, perm, DeviceDataset)`` on device.
+
+  Label-aware models relabel the data and name a labelled subset
+  (``prepare_train_data``), as in the training loop.
+  """
+  prepare_fn = getattr(model, "prepare_train_data", None)
+  key = (id(host), id(mesh))
+  if prepare_fn is None and key in _DEVICE_DATA:
+    return _DEVICE_DATA[key]
+  train_np, labeled_np = prepare_fn(dict(host), config) if prepare_fn else (host, None)
+  rep = parallel.replicated(mesh)
+  dataset = data.DeviceDataset(train_np, rep)
+  labeled = data.DeviceDataset(labeled_np, rep).arrays if labeled_np else None
+  perm = jax.device_put(data.epoch_permutation(jax.random.key(0), 0, dataset.num_examples), rep)
+  out = {"train": dataset.arrays, "labeled": labeled}, perm, dataset
+  if prepare_fn is None:
+    _DEVICE_DATA[key] = out
+  return out
+
+
+_DEVICE_DATA: dict = {}
+
+
+def make_step(model, batch_size, mesh, k, steps_per_call=1, steps_per_epoch=None):
+  """(jitted step, its initial state): ``(state, data, perm, index) -> (state, metrics)``.
+
+  ``data`` is :func:`device_data`'s dict. K = 1: the training loop's own step
+  (:func:`aaejax.train.make_train_fn`); K > 1: ``jax.vmap(model.train_step,
+  in_axes=(0, None, None))`` over K states (seeds 0..K-1), all members seeing
+  the same batch and key. With ``steps_per_call`` S > 1, one call runs S train
+  steps in a ``lax.scan`` (batches ``index·S … index·S + S − 1``).
+  """
+  labeled_batch_size = getattr(model, "labeled_batch_size", batch_size)
+  if k == 1:
+    state = jax.device_put(jax.jit(model.init)(jax.random.key(0)), parallel.replicated(mesh))
+    train_fn = train.make_train_fn(model, batch_size, mesh, labeled_batch_size)
+    step = jax.jit(lambda s, d, perm, i: train_fn(s, d["train"], perm, i, d["labeled"]),
+                   donate_argnums=0)
+    return _scanned(step, steps_per_call, steps_per_epoch), state
+  states = jax.jit(jax.vmap(lambda s: model.init(jax.random.key(s))))(jnp.arange(k))
+  states = jax.device_put(states, parallel.replicated(mesh))
+  vstep = jax.vmap(model.train_step, in_axes=(0, None, None))
+  base_rng = jax.random.key(1)
+
+  def sweep_fn(states, d, perm, index):
+    batch = data.gather_batch(d["train"], perm, index, batch_size)
+    rng = jax.random.fold_in(base_rng, index)
+    if d["labeled"] is not None:  # as in the training loop's step
+      n = next(iter(d["labeled"].values())).shape[0]
+      idx = jax.random.randint(jax.random.fold_in(rng, 1), (labeled_batch_size,), 0, n)
+      batch.update({f"labeled_{key}": jnp.take(v, idx, axis=0)
+                    for key, v in d["labeled"].items()})
+    if mesh is not None:
+      batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
+    return vstep(states, batch, rng)
+
+  return _scanned(jax.jit(sweep_fn, donate_argnums=0), steps_per_call, steps_per_epoch), states
+
+
+def _scanned(step, steps_per_call, steps_per_epoch):
+  if steps_per_call == 1:
+    return step
+
+  def multi(state, arrays, perm, index):
+    def body(state, j):
+      return step(state, arrays, perm, (index * steps_per_call + j) % steps_per_epoch)
+    state, metrics = jax.lax.scan(body, state, jnp.arange(steps_per_call))
+    return state, jax.tree.map(lambda m: m[-1], metrics)
+
+  return jax.jit(multi, donate_argnums=0)
+
+
+def make_runner(step, arrays, perm, steps_per_epoch):
+  """``run(n, state) -> state``: n calls on consecutive batches, dispatched asynchronously."""
+  index = [0]
+
+  def run(n, state):
+    for _ in range(n):
+      state, _ = step(state, arrays, perm, index[0] % steps_per_epoch)
+      index[0] += 1
+    return jax.block_until_ready(state)
+
+  return run
+
+
+@dataclasses.dataclass
+class Case:
+  """One row of the table: a compiled step, its state, its FLOPs and its timed windows."""
+
+  name: str
+  batch: int
+  k: int
+  model: Any
+  run: Callable
+  state: Any
+  flops: dict
+  compile_s: float
+  xla_flops: float | None
+  devices: int
+  steps_per_call: int = 1
+  # Per window: (s/step, peak GFLOP/s, CPU s/step, MMD fwd+bwd s or None).
+  windows: list = dataclasses.field(default_factory=list)
+
+
+def prepare(name, config, batch_size, k, mesh, host, warmup, dump_hlo=None,
+            steps_per_call=1) -> Case:
+  """Builds, counts, compiles and warms up the step of one row."""
+  model = models.create(config, IMAGE_SHAPE)
+  parallel.check_batch_size(batch_size, mesh)
+  arrays, perm, dataset = device_data(model, config, host, mesh)
+  spe = dataset.steps_per_epoch(batch_size)
+  if spe % steps_per_call:
+    raise ValueError(f"steps_per_call={steps_per_call} must divide the {spe} steps of an epoch.")
+  step, state = make_step(model, batch_size, mesh, k, steps_per_call, spe)
+  args = (state, arrays, perm, 0)
+  counted = flops.count(step, *args, scopes=tuple(model.PHASES))
+  counted = {"total": counted["total"] // steps_per_call,
+             "by_scope": {p: v // steps_per_call for p, v in counted["by_scope"].items()}}
+  t = time.perf_counter()
+  compiled = step.lower(*args).compile()
+  compile_s = time.perf_counter() - t
+  xla_flops = flops.compiled_flops(compiled)
+  if dump_hlo:
+    os.makedirs(dump_hlo, exist_ok=True)
+    with open(os.path.join(dump_hlo, f"{name}_b{batch_size}_k{k}.hlo.txt"), "w") as f:
+      f.write(compiled.as_text())
+  del compiled  # the jitted function compiles (from its cache) on first call
+  run = make_runner(step, arrays, perm, spe // steps_per_call)
+  state = run(max(1, warmup // steps_per_call), state)
+  return Case(name, batch_size, k, model, run, state, counted, compile_s,
+              None if xla_flops is None else xla_flops / steps_per_call, int(mesh.devices.size),
+              steps_per_call)
+
+
+def measure(cases, steps, repeats, peak_sizes, profile_dir=None, peak_seconds=0.15) -> None:
+  """Times ``repeats`` windows of ``steps`` steps per case, the cases interleaved.
+
+  Interleaving (window 1 of every case, then window 2, ...) exposes every row to
+  the same background load, so that rows compare fairly on a shared machine;
+  the matmul peak is measured right before each window and, for MMD models,
+  the MMD alone right after it.
+  """
+  for r in range(repeats):
+    for case in cases:
+      peak = matmul_peak(peak_sizes, peak_seconds)
+      trace = profile_dir and r == repeats - 1
+      if trace:
+        jax.profiler.start_trace(os.path.join(profile_dir, f"{case.name}_b{case.batch}_k{case.k}"))
+      calls = max(1, steps // case.steps_per_call)
+      t, cpu = time.perf_counter(), time.process_time()
+      case.state = case.run(calls, case.state)
+      n = calls * case.steps_per_call
+      dt, cpu = (time.perf_counter() - t) / n, (time.process_time() - cpu) / n
+      if trace:
+        jax.profiler.stop_trace()
+      kernel = getattr(case.model, "penalty", "")
+      pen = (penalty_timer(kernel[4:], case.batch, case.model.latent_dim)()
+             if kernel.startswith("mmd_") else None)
+      case.windows.append((dt, peak, cpu, pen))
+
+
+@functools.lru_cache(maxsize=None)
+def penalty_timer(kernel: str, n: int, d: int) -> Callable[[], float]:
+  """A compiled MMD forward+backward (w.r.t. the codes) at batch ``n``; returns its timer.
+
+  The timer returns the seconds of one evaluation, measured over ``PENALTY_REPS``
+  evaluations chained in one ``fori_loop`` (one dispatch).
+  """
+  grad = jax.value_and_grad(lambda q, p: penalties.mmd(q, p, kernel, 1.0))
+
+  @jax.jit
+  def many(q, p):
+    def body(_, q):  # the carry makes every evaluation depend on the last one
+      v, g = grad(q, p)
+      return q + 1e-9 * g + 1e-9 * v
+    return jax.lax.fori_loop(0, PENALTY_REPS, body, q)
+
+  q = jax.random.normal(jax.random.key(0), (n, d))
+  p = jax.random.normal(jax.random.key(1), (n, d))
+  many(q, p).block_until_ready()
+
+  def timer():
+    t = time.perf_counter()
+    many(q, p).block_until_ready()
+    return (time.perf_counter() - t) / PENALTY_REPS
+
+  return timer
+
+
+def summarize(case: Case) -> dict:
+  """The table row of a measured case (plus details for the JSON)."""
+  sec = statistics.median(w[0] for w in case.windows)
+  gflop = case.flops["total"] / 1e9
+  row = {
+      "model": case.name, "devices": case.devices, "batch": case.batch, "K": case.k,
+      "steps_per_call": case.steps_per_call,
+      "samples_per_s": case.k * case.batch / sec, "ms_per_step": 1e3 * sec,
+      "gflop_per_step": gflop,
+      "gflop_per_step_by_phase": {p: v / 1e9 for p, v in case.flops["by_scope"].items()},
+      "xla_cost_analysis_gflop": None if case.xla_flops is None else case.xla_flops / 1e9,
+      "gflop_per_s": gflop / sec,
+      "peak_gflop_per_s": statistics.median(w[1] for w in case.windows),
+      "fraction_of_peak": statistics.median(gflop / w[0] / w[1] for w in case.windows),
+      "window_ms_per_step": [1e3 * w[0] for w in case.windows],
+      # CPU time of the process per step (all threads): less sensitive to other load.
+      "cpu_ms_per_step": statistics.median(1e3 * w[2] for w in case.windows),
+      "compile_s": case.compile_s, "penalty_share": None,
+  }
+  if case.windows[0][3] is not None:
+    row["penalty_ms"] = statistics.median(1e3 * w[3] for w in case.windows)
+    row["penalty_share"] = statistics.median(case.k * w[3] / w[0] for w in case.windows)
+  return row
+
+
+def fmt_table(rows) -> str:
+  head = ("| model | devices | batch | K | samples/s | ms/step | GFLOP/step | GFLOP/s "
+          "| % of peak | penalty % |")
+  lines = [head, "|" + "---|" * head.count(" | ") + "---|"]
+  for r in rows:
+    pen = "–" if r["penalty_share"] is None else f"{100 * r['penalty_share']:.1f}"
+    lines.append(f"| {r['model']} | {r['devices']} | {r['batch']} | {r['K']} | "
+                 f"{r['samples_per_s']:,.0f} | {r['ms_per_step']:.2f} | "
+                 f"{r['gflop_per_step']:.4g} | {r['gflop_per_s']:.1f} | "
+                 f"{100 * r['fraction_of_peak']:.0f} | {pen} |")
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  mesh = parallel.make_mesh(FLAGS.num_devices or None)
+  peak_sizes = [int(x) for x in FLAGS.peak_sizes]
+  host, source = load_data(FLAGS.data)
+  cases, checks = [], []
+  for name in FLAGS.model:
+    config = make_config(name, FLAGS.latent_dim, FLAGS.hidden, FLAGS.critic_hidden, FLAGS.set)
+    for k in (int(x) for x in FLAGS.sweep):
+      cases.append(prepare(name, config, FLAGS.batch_size, k, mesh, host, FLAGS.warmup,
+                           FLAGS.dump_hlo, FLAGS.steps_per_call))
+    if (FLAGS.penalty_batch and str(config.get("penalty", "")).startswith("mmd_")
+        and FLAGS.penalty_batch != FLAGS.batch_size):
+      checks.append(prepare(name, config, FLAGS.penalty_batch, 1, mesh, host, FLAGS.warmup,
+                            FLAGS.dump_hlo))
+  measure(cases + checks, FLAGS.steps, FLAGS.repeats, peak_sizes, FLAGS.profile_dir,
+          FLAGS.peak_seconds)
+  rows = [summarize(c) for c in cases]
+  checks = [summarize(c) for c in checks]
+  peak = statistics.median(w[1] for c in cases for w in c.windows)
+  print(f"devices: {jax.devices()}  (jax {jax.__version__}, {os.cpu_count()} CPUs, "
+        f"{platform.processor() or platform.machine()})")
+  print(f"float32 matmul peak measured in this run: {peak:.0f} GFLOP/s (median over windows of "
+        f"the best of {peak_sizes}-square matmuls); data: {source}; {FLAGS.steps} steps x "
+        f"{FLAGS.repeats} windows per row, rows interleaved, after {FLAGS.warmup} warm-up "
+        f"steps; compilation excluded")
+  print()
+  print(fmt_table(rows))
+  print()
+  for r in rows:
+    phases = ", ".join(f"{p} {v:.3f}" for p, v in r["gflop_per_step_by_phase"].items())
+    xla = r["xla_cost_analysis_gflop"]
+    print(f"  {r['model']} K={r['K']}: GFLOP/step by phase: {phases}"
+          + ("" if xla is None else f" (XLA cost analysis: {xla:.3f})")
+          + f"; compiled in {r['compile_s']:.1f} s")
+  singles = {r["model"]: r for r in rows if r["K"] == 1}
+  for r in rows:
+    if r["K"] > 1 and r["model"] in singles:
+      ratio = r["samples_per_s"] / singles[r["model"]]["samples_per_s"]
+      print(f"  {r['model']} sweep K={r['K']}: {ratio:.2f}x the single model's samples/s "
+            f"(> 1: faster than training the {r['K']} one after another)")
+  for r in checks:
+    ok = "OK" if r["penalty_share"] < 0.10 else "OVER 10 %"
+    print(f"latent penalty of {r['model']} at batch {r['batch']}: {r['penalty_ms']:.2f} ms "
+          f"fwd+bwd = {100 * r['penalty_share']:.1f} % of the {r['ms_per_step']:.1f} ms step "
+          f"({ok})")
+  if FLAGS.json:
+    with open(FLAGS.json, "w") as f:
+      json.dump({"devices": str(jax.devices()), "jax": jax.__version__, "cpus": os.cpu_count(),
+                 "peak_gflop_per_s": peak, "data": source, "flags": {
+                     k: getattr(FLAGS, k) for k in ("model", "batch_size", "steps", "sweep",
+                                                    "repeats", "warmup", "num_devices",
+                                                    "latent_dim", "hidden", "critic_hidden",
+                                                    "set", "penalty_batch", "steps_per_call",
+                                                    "data")},
+                 "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                 "rows": rows, "penalty_checks": checks}, f, indent=2)
+
+
+if __name__ == "__main__":
+  app.run(main)
