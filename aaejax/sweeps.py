@@ -350,15 +350,22 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
     return by_seed[seeds[0]] if shared_order else jnp.stack([by_seed[s] for s in seeds])
 
   step = int(states.step[0])
-  epoch, perm = None, None
-  pending = None  # (step, device metrics) logged one step late
   last_eval: list[dict] = [{} for _ in range(k)]
   bar = tqdm.tqdm(total=config.num_steps, initial=step, dynamic_ncols=True,
                   disable=config.get("disable_progress", False), desc=f"{config.model} x{k}")
   clock = [time.perf_counter(), step]
+  holder = {"states": states, "epoch": None, "perm": None}
 
-  def flush(pending):
-    s, m = pending
+  def one_step(step):
+    if step // steps_per_epoch != holder["epoch"]:
+      holder["epoch"] = step // steps_per_epoch
+      holder["perm"] = permutations(holder["epoch"])
+    holder["states"], metrics = sweep_fn(holder["states"], train_arrays, holder["perm"],
+                                         step % steps_per_epoch, labeled)
+    bar.update(1)
+    return metrics
+
+  def log(s, m):
     m = jax.device_get(m)
     now = time.perf_counter()
     rate = (s - clock[1]) / (now - clock[0])
@@ -366,28 +373,15 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
     for i, w in enumerate(writers):
       w.write(s, {**{f"train/{n}": v[i] for n, v in m.items()}, "train/steps_per_sec": rate})
 
-  while step < config.num_steps:
-    if step // steps_per_epoch != epoch:
-      epoch = step // steps_per_epoch
-      perm = permutations(epoch)
-    states, step_metrics = sweep_fn(states, train_arrays, perm, step % steps_per_epoch, labeled)
-    step += 1
-    bar.update(1)
-    if pending is not None:
-      flush(pending)
-      pending = None
-    if step % config.log_every == 0 or step == config.num_steps:
-      pending = (step, step_metrics)
-    if step % config.eval_every == 0 or step == config.num_steps:
-      if pending is not None:
-        flush(pending)
-        pending = None
-      for i in range(k):
-        last_eval[i] = writers[i].write(step, train.evaluate(
-            model, member(states, i), eval_fn, test, subsets[i], keys[i][2]))
-      clock[:] = [time.perf_counter(), step]  # steps/s excludes evaluation
-    if step % config.checkpoint_every == 0 or step == config.num_steps:
-      ckpt.save(step, states, force=True)
+  def evaluate_at(s):
+    for i in range(k):
+      last_eval[i] = writers[i].write(s, train.evaluate(
+          model, member(holder["states"], i), eval_fn, test, subsets[i], keys[i][2]))
+    clock[:] = [time.perf_counter(), s]  # steps/s excludes evaluation
+
+  train.run_steps(config, step, one_step, log, evaluate_at,
+                  lambda s: ckpt.save(s, holder["states"], force=True))
+  states = holder["states"]
   bar.close()
   ckpt.wait()
   ckpt.close()

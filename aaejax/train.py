@@ -190,6 +190,34 @@ def make_plots(model, state, workdir, test, rng, num_examples: int = 5000) -> li
   return paths
 
 
+def run_steps(config, step: int, train_step, log, evaluate_at, save) -> None:
+  """The loop's schedule, shared by single runs and sweeps.
+
+  Runs ``train_step(step) -> device metrics`` until ``config.num_steps``;
+  ``log(step, metrics)`` gets each ``log_every``-th step's metrics one step late
+  (after the next step is dispatched, so the host never waits for the device);
+  ``evaluate_at(step)`` and ``save(step)`` run every ``eval_every`` and
+  ``checkpoint_every`` steps and at the last step.
+  """
+  pending = None
+  while step < config.num_steps:
+    metrics = train_step(step)
+    step += 1
+    last = step == config.num_steps
+    if pending is not None:
+      log(*pending)
+      pending = None
+    if step % config.log_every == 0 or last:
+      pending = (step, metrics)
+    if step % config.eval_every == 0 or last:
+      if pending is not None:
+        log(*pending)
+        pending = None
+      evaluate_at(step)
+    if step % config.checkpoint_every == 0 or last:
+      save(step)
+
+
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   """Trains ``config``'s model, evaluating, checkpointing and plotting into ``workdir``.
 
@@ -242,15 +270,27 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
                                     local).arrays
 
   step = int(state.step)
-  epoch, perm = None, None
-  pending = None  # (step, device metrics) logged one step late
   last_eval: dict[str, float] = {}
   bar = tqdm.tqdm(total=config.num_steps, initial=step, disable=not lead or config.get(
       "disable_progress", False), dynamic_ncols=True, desc=config.model)
   clock = [time.perf_counter(), step]  # start of the current timing window
+  holder = {"state": state, "epoch": None, "perm": None}
 
-  def flush(pending):
-    s, m = pending
+  def one_step(step):
+    if step // steps_per_epoch != holder["epoch"]:
+      holder["epoch"] = epoch = step // steps_per_epoch
+      holder["perm"] = (train.permutation(data_rng, epoch) if multi
+                        else perm_fn(data_rng, epoch, train.num_examples))
+    if multi:
+      batch = train.batch(holder["perm"], step % steps_per_epoch, config.batch_size)
+      holder["state"], metrics = train_fn(holder["state"], batch, labeled)
+    else:
+      holder["state"], metrics = train_fn(holder["state"], train.arrays, holder["perm"],
+                                          step % steps_per_epoch, labeled)
+    bar.update(1)
+    return metrics
+
+  def log(s, m):
     row = {f"train/{k}": v for k, v in jax.device_get(m).items()}
     now = time.perf_counter()
     row["train/steps_per_sec"] = (s - clock[1]) / (now - clock[0])
@@ -259,34 +299,18 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     bar.set_postfix({k.split("/")[1]: f"{v:.3g}" for k, v in row.items()
                      if k.split("/")[1] in ("recon_loss", "critic_loss", "gen_loss", "penalty")})
 
-  while step < config.num_steps:
-    if step // steps_per_epoch != epoch:
-      epoch = step // steps_per_epoch
-      perm = (train.permutation(data_rng, epoch) if multi
-              else perm_fn(data_rng, epoch, train.num_examples))
-    if multi:
-      batch = train.batch(perm, step % steps_per_epoch, config.batch_size)
-      state, step_metrics = train_fn(state, batch, labeled)
-    else:
-      state, step_metrics = train_fn(state, train.arrays, perm, step % steps_per_epoch, labeled)
-    step += 1
-    bar.update(1)
-    if pending is not None:
-      flush(pending)
-      pending = None
-    if step % config.log_every == 0 or step == config.num_steps:
-      pending = (step, step_metrics)
-    if step % config.eval_every == 0 or step == config.num_steps:
-      if pending is not None:
-        flush(pending)
-        pending = None
-      last_eval = writer.write(step, evaluate(model, parallel.local_copy(state) if multi else state,
-                                              eval_fn, test, train_subset, eval_rng))
-      bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()
-                                             if k != "step"))
-      clock[:] = [time.perf_counter(), step]  # steps/s excludes evaluation
-    if step % config.checkpoint_every == 0 or step == config.num_steps:
-      ckpt.save(step, state, force=True)
+  def evaluate_at(s):
+    nonlocal last_eval
+    st = holder["state"]
+    last_eval = writer.write(s, evaluate(model, parallel.local_copy(st) if multi else st,
+                                         eval_fn, test, train_subset, eval_rng))
+    bar.write(f"step {s}: " + ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()
+                                        if k != "step"))
+    clock[:] = [time.perf_counter(), s]  # steps/s excludes evaluation
+
+  run_steps(config, step, one_step, log, evaluate_at,
+            lambda s: ckpt.save(s, holder["state"], force=True))
+  state = holder["state"]
   bar.close()
   ckpt.wait()
   ckpt.close()
