@@ -9,7 +9,6 @@ random images, written as canonical IDX files.
 from __future__ import annotations
 
 import gzip
-import importlib
 import json
 import os
 import socket
@@ -18,6 +17,7 @@ import sys
 
 import numpy as np
 import pytest
+from _configs import small_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -54,21 +54,9 @@ def write_small_mnist(root: str, num_train: int = 256, num_test: int = 200) -> s
 
 def tiny_config(name: str = "aae_unsupervised", **overrides):
   """A small, fast configuration of ``experiments/configs/<name>.py``."""
-  if os.path.join(ROOT, "experiments") not in sys.path:
-    sys.path.insert(0, os.path.join(ROOT, "experiments"))
-  c = importlib.import_module(f"configs.{name}").get_config()
-  c.hidden = (32,)
-  c.critic_hidden = (16,)
-  c.batch_size = 64
-  c.num_steps = 6
-  c.log_every = 1
-  c.eval_every = 3
-  c.checkpoint_every = 3
-  c.disable_progress = True
-  c.plots = False
-  for k, v in overrides.items():
-    c[k] = tuple(v) if isinstance(v, list) else v
-  return c
+  return small_config(name, **{**dict(hidden=(32,), critic_hidden=(16,), batch_size=64,
+                                      num_steps=6, log_every=1, eval_every=3,
+                                      checkpoint_every=3), **overrides})
 
 
 @pytest.fixture(scope="session")

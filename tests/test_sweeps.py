@@ -14,6 +14,7 @@ import jax
 import numpy as np
 import pytest
 
+from _configs import small_config
 from aaejax import data, models, sweeps, train
 
 STEPS = 25
@@ -24,18 +25,9 @@ RTOL = 1e-4
 
 
 def tiny_config(name, **overrides):
-  c = importlib.import_module(f"configs.{name}").get_config()
-  c.hidden = (64,)
-  c.critic_hidden = (32,)
-  c.num_steps = STEPS
-  c.log_every = 5
-  c.eval_every = STEPS
-  c.checkpoint_every = STEPS
-  c.disable_progress = True
-  c.plots = False
-  for k, v in overrides.items():
-    c[k] = v
-  return c
+  return small_config(name, **{**dict(hidden=(64,), critic_hidden=(32,), num_steps=STEPS,
+                                      log_every=5, eval_every=STEPS, checkpoint_every=STEPS),
+                               **overrides})
 
 
 @pytest.fixture

@@ -7,23 +7,14 @@ import jax
 import numpy as np
 import pytest
 
+from _configs import small_config
 from aaejax import checkpoints, models, train
 
 
 def tiny_config(name="aae_unsupervised", **overrides):
-  import importlib
-  c = importlib.import_module(f"configs.{name}").get_config()
-  c.hidden = (64,)
-  c.critic_hidden = (32,)
-  c.num_steps = 12
-  c.log_every = 2
-  c.eval_every = 6
-  c.checkpoint_every = 4
-  c.disable_progress = True
-  c.plots = False
-  for k, v in overrides.items():
-    c[k] = v
-  return c
+  return small_config(name, **{**dict(hidden=(64,), critic_hidden=(32,), num_steps=12,
+                                      log_every=2, eval_every=6, checkpoint_every=4),
+                               **overrides})
 
 
 def final_state(config, workdir):
