@@ -171,7 +171,8 @@ def mlp_backward_macs(sizes: Sequence[int], weight_grads: bool = True,
 
 def aae_step_flops(batch: int, image_dim: int, latent_dim: int, hidden: Sequence[int],
                    critic_hidden: Sequence[int],
-                   decoder_hidden: Sequence[int] | None = None) -> dict[str, int]:
+                   decoder_hidden: Sequence[int] | None = None,
+                   shared_encoder_pass: bool = True) -> dict[str, int]:
   """FLOPs of the three-phase AAE step with MLP encoder, decoder and critic, by hand.
 
   ``decoder_hidden`` defaults to ``hidden`` in the same order, as
@@ -179,8 +180,11 @@ def aae_step_flops(batch: int, image_dim: int, latent_dim: int, hidden: Sequence
 
   recon: encoder+decoder forward and backward (no gradient w.r.t. the images);
   critic: encoder forward, critic forward+backward on codes and prior samples
-  (no gradient w.r.t. its inputs); gen: encoder forward, critic forward, the
-  critic's input gradient only (its weights are not trained), encoder backward.
+  (no gradient w.r.t. its inputs); gen: critic forward, the critic's input
+  gradient only (its weights are not trained), encoder backward, and — with
+  ``shared_encoder_pass=False``, as in implementations that run the encoder
+  again for the generator phase — a second encoder forward.
+  :class:`aaejax.models.AAE` shares it.
   """
   enc = [image_dim, *hidden, latent_dim]
   dec = [latent_dim, *(hidden if decoder_hidden is None else decoder_hidden), image_dim]
@@ -188,8 +192,9 @@ def aae_step_flops(batch: int, image_dim: int, latent_dim: int, hidden: Sequence
   recon = (mlp_macs(enc) + mlp_macs(dec) + mlp_backward_macs(dec)
            + mlp_backward_macs(enc, input_grad=False))
   critic = mlp_macs(enc) + 2 * (mlp_macs(cri) + mlp_backward_macs(cri, input_grad=False))
-  gen = (mlp_macs(enc) + mlp_macs(cri) + mlp_backward_macs(cri, weight_grads=False)
-         + mlp_backward_macs(enc, input_grad=False))
+  gen = (mlp_macs(cri) + mlp_backward_macs(cri, weight_grads=False)
+         + mlp_backward_macs(enc, input_grad=False)
+         + (0 if shared_encoder_pass else mlp_macs(enc)))
   out = {k: 2 * batch * v for k, v in {"recon": recon, "critic": critic, "gen": gen}.items()}
   out["total"] = sum(out.values())
   return out

@@ -55,7 +55,8 @@ def vmap_step(train_step: Callable, in_axes: tuple = (0, None, 0)) -> Callable:
   default the batch is shared by every member and the keys are per member (a
   ``(K,)`` key array); ``in_axes`` (as for ``jax.vmap``, one entry per argument
   of ``train_step``, the first 0) says otherwise. Jit the result yourself
-  (donating the states): it is one program for all members.
+  (donating the states, e.g. with :func:`aaejax.train.jit_step`): it is one
+  program for all members.
 
   Example:
 
@@ -339,8 +340,8 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
 
   step_fn = train.make_train_fn(model, config.batch_size, mesh,
                                 getattr(model, "labeled_batch_size", config.batch_size), jit=False)
-  sweep_fn = jax.jit(vmap_step(step_fn, (0, train_axes, None if shared_order else 0, None,
-                                         labeled_axes)), donate_argnums=0)
+  sweep_fn = train.jit_step(vmap_step(step_fn, (0, train_axes, None if shared_order else 0, None,
+                                               labeled_axes)))
   perm_fn = jax.jit(data.epoch_permutation, static_argnums=2, out_shardings=replicated)
   eval_fn = train.make_eval_fn(model)
 

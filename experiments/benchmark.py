@@ -199,7 +199,8 @@ _DEVICE_DATA: dict = {}
 
 
 def make_step(model, batch_size, mesh, k, steps_per_call=1, steps_per_epoch=None):
-  """(jitted step, its initial state): ``(state, data, perm, index) -> (state, metrics)``.
+  """(step, its initial state): ``(state, data, perm, index) -> (state, metrics)``, to jit
+  with :func:`aaejax.train.jit_step`.
 
   ``data`` is :func:`device_data`'s dict. K = 1: the training loop's own step
   (:func:`aaejax.train.make_train_fn`); K > 1: ``jax.vmap(model.train_step,
@@ -210,9 +211,8 @@ def make_step(model, batch_size, mesh, k, steps_per_call=1, steps_per_epoch=None
   labeled_batch_size = getattr(model, "labeled_batch_size", batch_size)
   if k == 1:
     state = jax.device_put(jax.jit(model.init)(jax.random.key(0)), parallel.replicated(mesh))
-    train_fn = train.make_train_fn(model, batch_size, mesh, labeled_batch_size)
-    step = jax.jit(lambda s, d, perm, i: train_fn(s, d["train"], perm, i, d["labeled"]),
-                   donate_argnums=0)
+    train_fn = train.make_train_fn(model, batch_size, mesh, labeled_batch_size, jit=False)
+    step = lambda s, d, perm, i: train_fn(s, d["train"], perm, i, d["labeled"])
     return _scanned(step, steps_per_call, steps_per_epoch), state
   states = jax.jit(jax.vmap(lambda s: model.init(jax.random.key(s))))(jnp.arange(k))
   states = jax.device_put(states, parallel.replicated(mesh))
@@ -231,7 +231,7 @@ def make_step(model, batch_size, mesh, k, steps_per_call=1, steps_per_epoch=None
       batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
     return vstep(states, batch, rng)
 
-  return _scanned(jax.jit(sweep_fn, donate_argnums=0), steps_per_call, steps_per_epoch), states
+  return _scanned(sweep_fn, steps_per_call, steps_per_epoch), states
 
 
 def _scanned(step, steps_per_call, steps_per_epoch):
@@ -244,7 +244,7 @@ def _scanned(step, steps_per_call, steps_per_epoch):
     state, metrics = jax.lax.scan(body, state, jnp.arange(steps_per_call))
     return state, jax.tree.map(lambda m: m[-1], metrics)
 
-  return jax.jit(multi, donate_argnums=0)
+  return multi
 
 
 def make_runner(step, arrays, perm, steps_per_epoch):
@@ -288,11 +288,12 @@ def prepare(name, config, batch_size, k, mesh, host, warmup, dump_hlo=None,
   spe = dataset.steps_per_epoch(batch_size)
   if spe % steps_per_call:
     raise ValueError(f"steps_per_call={steps_per_call} must divide the {spe} steps of an epoch.")
-  step, state = make_step(model, batch_size, mesh, k, steps_per_call, spe)
+  step_fn, state = make_step(model, batch_size, mesh, k, steps_per_call, spe)
   args = (state, arrays, perm, 0)
-  counted = flops.count(step, *args, scopes=tuple(model.PHASES))
+  counted = flops.count(step_fn, *args, scopes=tuple(model.PHASES))
   counted = {"total": counted["total"] // steps_per_call,
              "by_scope": {p: v // steps_per_call for p, v in counted["by_scope"].items()}}
+  step = train.jit_step(step_fn)
   t = time.perf_counter()
   compiled = step.lower(*args).compile()
   compile_s = time.perf_counter() - t

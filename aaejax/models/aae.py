@@ -11,9 +11,11 @@ critics' condition (if any) and D_k the critics:
    one update per critic with a shared learning rate):
    Σ_k −log D_k(p_k, c) − log(1 − D_k(q_k(x), c)), p_k a prior sample (real),
    q_k(x) the matching encoder output (fake), both with ``critic_noise``
-   gaussian noise added;
+   gaussian noise added (real and fake go through D_k as one batch);
 3. ``gen`` (encoder, as the generator): gen_weight · Σ_k −log D_k(q_k(x), c)
-   (non-saturating);
+   (non-saturating), with the critics as phase 2 left them. Phase 2 does not
+   train the encoder, so q_k(x) is the same in both: it is computed once
+   (``jax.vjp``) and this phase only pulls the critics' gradient back through it;
 4. ``supervised`` (only for models that declare that phase): the cross-entropy
    of :meth:`AAE.supervised_loss` on a labelled mini-batch.
 
@@ -139,14 +141,29 @@ class AAE(Autoencoder):
 
     state, m_recon = self.phase(state, "recon", recon_loss)
 
+    # Regularization. The critic phase trains the critics only, so both of its phases see
+    # the same encoder: its forward pass runs once, and the generator phase pulls the
+    # critics' gradient back through it (the gradients of a second forward pass, without it).
+    gen_nets = self.PHASES["gen"]
+    if set(gen_nets) & set(self.PHASES["critic"]):
+      raise ValueError(f"the critic and gen phases must train disjoint networks: {self.PHASES}.")
+
+    def codes_fn(trained):
+      heads, _ = self.encode_heads({**state.params, **trained}, state.model_state, x, keys[1])
+      return self.adversarial_codes(heads)
+
+    with jax.named_scope("critic"):
+      codes, pull_back = jax.vjp(codes_fn, {k: state.params[k] for k in gen_nets})
+    cond2 = None if cond is None else jnp.concatenate([cond, cond])
+
     def critic_loss(params):
-      heads, _ = self.encode_heads(params, state.model_state, x, keys[1])
       reals = self.prior_codes(state, batch, keys[2], n)
       total, out = 0.0, {}
-      for i, (name, fake) in enumerate(self.adversarial_codes(heads).items()):
-        k_fake, k_real = jax.random.split(jax.random.fold_in(keys[3], i))
-        fake = self.critic_logits(state, params, jax.lax.stop_gradient(fake), k_fake, cond, name)
-        real = self.critic_logits(state, params, reals[name], k_real, cond, name)
+      for i, (name, fake) in enumerate(codes.items()):
+        # Prior samples (real) and codes (fake) through the critic in one pass.
+        logits = self.critic_logits(state, params, jnp.concatenate([reals[name], fake]),
+                                    jax.random.fold_in(keys[3], i), cond2, name)
+        real, fake = logits[:n], logits[n:]
         loss = penalties.critic_loss(real, fake)
         out[f"{name}_loss"] = loss
         out[f"{name}_acc"] = penalties.critic_accuracy(real, fake)
@@ -156,18 +173,19 @@ class AAE(Autoencoder):
 
     state, m_critic = self.phase(state, "critic", critic_loss)
 
-    def gen_loss(params):
-      heads, _ = self.encode_heads(params, state.model_state, x, keys[4])
+    def gen_loss(codes):
       total, out = 0.0, {}
-      for i, (name, code) in enumerate(self.adversarial_codes(heads).items()):
-        logits = self.critic_logits(state, params, code, jax.random.fold_in(keys[5], i), cond,
-                                    name)
+      for i, (name, code) in enumerate(codes.items()):
+        logits = self.critic_logits(state, state.params, code, jax.random.fold_in(keys[5], i),
+                                    cond, name)
         out[name.replace("critic", "gen") + "_loss"] = loss = penalties.generator_loss(logits)
         total = total + loss
       out["gen_loss"] = total
-      return state.hparams["gen_weight"] * total, (out, state.model_state)
+      return state.hparams["gen_weight"] * total, out
 
-    state, m_gen = self.phase(state, "gen", gen_loss)
+    with jax.named_scope("gen"):
+      (_, m_gen), code_grads = jax.value_and_grad(gen_loss, has_aux=True)(codes)
+      state = self.apply_gradients(state, "gen", pull_back(code_grads)[0])
     out = {**m_recon, **m_critic, **m_gen}
     if "supervised" in self.PHASES:
       state, m_sup = self.phase(state, "supervised",

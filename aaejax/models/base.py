@@ -213,16 +213,23 @@ class Autoencoder:
     # The scope names the phase in jaxprs, HLO metadata and profiles (aaejax.flops
     # counts FLOPs per phase with it).
     with jax.named_scope(phase):
-      names = self.PHASES[phase]
-      trained = {k: state.params[k] for k in names}
+      trained = {k: state.params[k] for k in self.PHASES[phase]}
       grad_fn = jax.value_and_grad(lambda p: loss_fn({**state.params, **p}), has_aux=True)
       (_, (metrics, model_state)), grads = grad_fn(trained)
-      direction, opt_state = self.optimizer.update(grads, state.opt_state[phase], trained)
-      lr = state.hparams[f"lr_{phase}"] * self.lr_schedule(state.step)
-      trained = jax.tree.map(lambda p, u: p - lr * u, trained, direction)
+      state = self.apply_gradients(state, phase, grads)
+    return state.replace(model_state=model_state), metrics
+
+  def apply_gradients(self, state: TrainState, phase: str, grads: Params) -> TrainState:
+    """One Adam update of the networks of ``phase`` with ``grads`` (name -> gradients)."""
+    names = self.PHASES[phase]
+    if set(grads) != set(names):
+      raise ValueError(f"phase {phase!r} trains {sorted(names)}, got gradients of {sorted(grads)}.")
+    trained = {k: state.params[k] for k in names}
+    direction, opt_state = self.optimizer.update(grads, state.opt_state[phase], trained)
+    lr = state.hparams[f"lr_{phase}"] * self.lr_schedule(state.step)
+    trained = jax.tree.map(lambda p, u: p - lr * u, trained, direction)
     return state.replace(params={**state.params, **trained},
-                         opt_state={**state.opt_state, phase: opt_state},
-                         model_state=model_state), metrics
+                         opt_state={**state.opt_state, phase: opt_state})
 
   def _inputs(self, batch):
     image = batch["image"]
