@@ -1,5 +1,6 @@
 """The label-aware AAEs: short real-MNIST runs, label plumbing, metrics, plots, bad configs."""
 
+import dataclasses
 import functools
 import importlib
 import types
@@ -27,7 +28,8 @@ def small(cls, latent_dim=2, num_categories=0, **kw):
 
 
 MODELS = {
-    "supervised_prior": lambda: small(models.SupervisedPriorAAE, num_labeled=100),
+    "supervised_prior": lambda: small(models.SupervisedPriorAAE, num_labeled=100,
+                                      labeled_batch_size=50),
     "style": lambda: small(models.StyleAAE, latent_dim=4, prior="gaussian"),
     "semisupervised": lambda: small(models.SemiSupervisedAAE, 4, 10, prior="gaussian",
                                     num_labeled=100),
@@ -94,8 +96,18 @@ def test_supervised_prior_label_plumbing(trained, mnist_small):
   model, state, _, _ = trained("supervised_prior")
   config = ml_collections.ConfigDict({"seed": 3})
   relabelled, labeled = model.prepare_train_data(mnist_small, config)
-  assert labeled is None and relabelled["image"] is mnist_small["image"]
+  assert relabelled["image"] is mnist_small["image"]
   kept = relabelled["label"] >= 0
+  # The labelled subset, for the labelled mini-batches of the regularization phases.
+  np.testing.assert_array_equal(labeled["label"], relabelled["label"][kept])
+  np.testing.assert_array_equal(labeled["image"], mnist_small["image"][kept])
+  batch = {"image": jnp.zeros((3, 28, 28, 1), jnp.uint8), "label": jnp.array([-1, 2, -1]),
+           "labeled_image": jnp.ones((2, 28, 28, 1), jnp.uint8), "labeled_label": jnp.array([5, 6])}
+  reg = model.regularization_batch(batch)
+  np.testing.assert_array_equal(reg["label"], [-1, 2, -1, 5, 6])
+  assert reg["image"].shape == (5, 28, 28, 1) and int(reg["image"][3].min()) == 1
+  without = dataclasses.replace(model, labeled_batch_size=0)
+  assert without.prepare_train_data(mnist_small, config)[1] is None
   assert kept.sum() == 100 and set(relabelled["label"][~kept]) == {-1}
   np.testing.assert_array_equal(np.bincount(relabelled["label"][kept]), [10] * 10)
   np.testing.assert_array_equal(relabelled["label"][kept], mnist_small["label"][kept])

@@ -19,7 +19,9 @@ critics' condition (if any) and D_k the critics:
 4. ``supervised`` (only for models that declare that phase): the cross-entropy
    of :meth:`AAE.supervised_loss` on a labelled mini-batch.
 
-The unsupervised AAE has one critic on z, no condition, no supervised phase. The
+Phases 2 and 3 see the examples of :meth:`AAE.regularization_batch` (the batch
+itself, or more: the supervised prior adds a labelled mini-batch). The
+unsupervised AAE has one critic on z, no condition, no supervised phase. The
 label-aware models (:mod:`aaejax.models.aae_labels`) override the hooks only.
 """
 
@@ -80,6 +82,10 @@ class AAE(Autoencoder):
     del batch
     return None
 
+  def regularization_batch(self, batch: Mapping[str, jax.Array]) -> Mapping[str, jax.Array]:
+    """The examples the critic and generator phases see (by default the batch itself)."""
+    return batch
+
   def derived_heads(self, params, heads: dict) -> dict:
     """Heads computed from the encoder's (e.g. y = softmax(y_logits)), in training and inference."""
     del params
@@ -127,9 +133,11 @@ class AAE(Autoencoder):
   def train_step(self, state, batch, rng):
     """The phases of the module docstring, in order: ``(state, batch, rng) -> (state, metrics)``."""
     x = self._inputs(batch)
-    n = x.shape[0]
     labels = batch.get("label")
-    cond = self.critic_condition(batch)
+    reg = self.regularization_batch(batch)
+    x_reg = x if reg is batch else self._inputs(reg)
+    n = x_reg.shape[0]
+    cond = self.critic_condition(reg)
     keys = jax.random.split(rng, 6)
 
     def recon_loss(params):
@@ -149,7 +157,7 @@ class AAE(Autoencoder):
       raise ValueError(f"the critic and gen phases must train disjoint networks: {self.PHASES}.")
 
     def codes_fn(trained):
-      heads, _ = self.encode_heads({**state.params, **trained}, state.model_state, x, keys[1])
+      heads, _ = self.encode_heads({**state.params, **trained}, state.model_state, x_reg, keys[1])
       return self.adversarial_codes(heads)
 
     with jax.named_scope("critic"):
@@ -157,7 +165,7 @@ class AAE(Autoencoder):
     cond2 = None if cond is None else jnp.concatenate([cond, cond])
 
     def critic_loss(params):
-      reals = self.prior_codes(state, batch, keys[2], n)
+      reals = self.prior_codes(state, reg, keys[2], n)
       total, out = 0.0, {}
       for i, (name, fake) in enumerate(codes.items()):
         # Prior samples (real) and codes (fake) through the critic in one pass.

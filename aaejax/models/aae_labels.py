@@ -108,6 +108,11 @@ class SupervisedPriorAAE(AAE):
     num_labeled: training examples that keep their label (a class-balanced
       subset chosen by ``config.seed`` in :meth:`prepare_train_data`); the rest
       get label −1.
+    labeled_batch_size: labelled examples added to each step's regularization
+      phases (0: none), drawn from that subset by the training loop
+      (``batch["labeled_image"]``, ``batch["labeled_label"]``), so that the
+      label signal per step does not shrink with ``num_labeled``: the phases
+      see the batch (labels as above) plus these.
 
   Example:
 
@@ -125,6 +130,7 @@ class SupervisedPriorAAE(AAE):
 
   prior: Any = "gaussian_mixture"
   num_labeled: int = 10_000
+  labeled_batch_size: int = 0
 
   def __post_init__(self):
     super().__post_init__()
@@ -142,14 +148,24 @@ class SupervisedPriorAAE(AAE):
   def prior_codes(self, state, batch, rng, n):
     return {"critic": self.sample_prior(state, rng, n, batch["label"])}
 
+  def regularization_batch(self, batch):
+    if "labeled_image" not in batch:
+      return batch
+    return {k: jnp.concatenate([batch[k], batch[f"labeled_{k}"]]) for k in ("image", "label")}
+
   def prepare_train_data(self, train_np, config):
-    """Keeps the labels of a class-balanced subset of ``num_labeled`` examples, the rest get −1."""
+    """Keeps the labels of a class-balanced subset of ``num_labeled`` examples, the rest get −1.
+
+    Also returns that subset (for the labelled mini-batches) if ``labeled_batch_size``.
+    """
     labels = np.asarray(train_np["label"])
     keep = data.balanced_labeled_subset(labels, self.num_labeled, self.prior.num_classes,
                                         config.seed)
     relabelled = np.full_like(labels, -1)
     relabelled[keep] = labels[keep]
-    return {**train_np, "label": relabelled}, None
+    labeled = ({"image": np.asarray(train_np["image"])[keep], "label": labels[keep]}
+               if self.labeled_batch_size else None)
+    return {**train_np, "label": relabelled}, labeled
 
   def eval_metrics(self, state, out, test, train_subset):
     """``eval/label_component_accuracy``: test codes nearest to their label's component/segment."""
@@ -192,7 +208,8 @@ class SupervisedPriorAAE(AAE):
 
   @classmethod
   def config_kwargs(cls, config):
-    return {"num_labeled": int(config.num_labeled)}
+    return {"num_labeled": int(config.num_labeled),
+            "labeled_batch_size": int(config.get("labeled_batch_size", 0))}
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
