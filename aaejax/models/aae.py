@@ -149,9 +149,9 @@ class AAE(Autoencoder):
 
     state, m_recon = self.phase(state, "recon", recon_loss)
 
-    # Regularization. The critic phase trains the critics only, so both of its phases see
-    # the same encoder: its forward pass runs once, and the generator phase pulls the
-    # critics' gradient back through it (the gradients of a second forward pass, without it).
+    # Regularization. The critic phase trains the critics only, so the critic and generator
+    # phases see the same encoder: its forward pass runs once, and the generator phase pulls
+    # the critics' gradient back through it (the gradients of a second forward pass, without it).
     gen_nets = self.PHASES["gen"]
     if set(gen_nets) & set(self.PHASES["critic"]):
       raise ValueError(f"the critic and gen phases must train disjoint networks: {self.PHASES}.")

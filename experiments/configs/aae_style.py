@@ -2,12 +2,19 @@
 
 The decoder gets [z, one-hot(label)]; z (15-D) is matched to a gaussian by the
 critic, so it holds only the style. Plot ``plots/style_grid.png``: each row is
-the z of one test image decoded with each of the 10 classes.
+the z of one test image decoded with each of the 10 classes. How much class
+information z still holds shows in ``eval/knn_accuracy`` (kNN classification
+of test codes from training codes): 0.1 would be none.
 
 Recipe (ours; the paper's z size and optimiser for this figure were not
 available to us): MLPs of two 1000-unit ReLU layers, Adam with β1 = 0.5,
-the unsupervised AAE's phase learning rates (``aae_unsupervised.py``), 15-D z,
-10 epochs.
+learning rate 1e-3 for all three phases, 15-D z, 10 epochs. Measured (seed 0):
+with the unsupervised AAE's rates (critic and generator 2e-4) the decoder
+ignored the label (knn on z 0.90 after 3,000 steps); with 1e-3 everywhere
+knn falls 0.92 → 0.84 → 0.80 over steps 1,000 → 3,000 → 6,000 and the decoder
+draws the requested class for most rows of the grid, but z still carries part
+of the digit's identity after 10 epochs: disentanglement is partial at this
+budget.
 
   python experiments/main.py --config=experiments/configs/aae_style.py --workdir=runs/style
 """
@@ -20,6 +27,9 @@ def get_config():
   c.model = "aae_style"
   c.prior = "gaussian"
   c.latent_dim = 15
+  c.learning_rate = 1e-3
+  c.critic_learning_rate = 1e-3
+  c.gen_learning_rate = 1e-3
   c.num_steps = 6000             # 10 epochs
   c.eval_every = 1000
   return c
