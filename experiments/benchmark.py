@@ -205,8 +205,9 @@ def make_step(model, batch_size, mesh, k, steps_per_call=1, steps_per_epoch=None
   ``data`` is :func:`device_data`'s dict. K = 1: the training loop's own step
   (:func:`aaejax.train.make_train_fn`); K > 1: ``jax.vmap(model.train_step)``
   over K states (seeds 0..K-1), all members seeing the same batch (on CPU one
-  copy per member, as :func:`aaejax.sweeps.run_sweep` does) and key. With ``steps_per_call`` S > 1, one call runs S train
-  steps in a ``lax.scan`` (batches ``index·S … index·S + S − 1``).
+  copy per member, as :func:`aaejax.sweeps.run_sweep` does) and key. With
+  ``steps_per_call`` S > 1, one call runs S train steps in a ``lax.scan``
+  (batches ``index·S … index·S + S − 1``).
   """
   labeled_batch_size = getattr(model, "labeled_batch_size", batch_size)
   if k == 1:
@@ -216,10 +217,10 @@ def make_step(model, batch_size, mesh, k, steps_per_call=1, steps_per_epoch=None
     return _scanned(step, steps_per_call, steps_per_epoch), state
   states = jax.jit(jax.vmap(lambda s: model.init(jax.random.key(s))))(jnp.arange(k))
   states = jax.device_put(states, parallel.replicated(mesh))
-  vstep = jax.vmap(model.train_step, in_axes=(0, 0, None))
   # On CPU every member gets its own copy of the batch, as in aaejax.sweeps.run_sweep (batched
   # matmuls instead of transposes of the stacked weights); elsewhere one shared batch.
   per_member = jax.default_backend() == "cpu"
+  vstep = jax.vmap(model.train_step, in_axes=(0, 0 if per_member else None, None))
   base_rng = jax.random.key(1)
 
   def sweep_fn(states, d, perm, index):
@@ -233,8 +234,8 @@ def make_step(model, batch_size, mesh, k, steps_per_call=1, steps_per_epoch=None
     if mesh is not None:
       batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
     if per_member:
-      return vstep(states, jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *a.shape)), batch), rng)
-    return jax.vmap(model.train_step, in_axes=(0, None, None))(states, batch, rng)
+      batch = jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *a.shape)), batch)
+    return vstep(states, batch, rng)
 
   return _scanned(sweep_fn, steps_per_call, steps_per_epoch), states
 
