@@ -148,9 +148,10 @@ def test_semisupervised_error_and_clusters(trained, mnist_small):
   model, state, _, labeled = trained("semisupervised")
   np.testing.assert_array_equal(np.bincount(labeled["label"]), [10] * 10)
   labels = jnp.arange(20) % 10
-  logits = jax.nn.one_hot(jnp.where(jnp.arange(20) < 5, (labels + 1) % 10, labels), 10)
+  logits = 30.0 * jax.nn.one_hot(jnp.where(jnp.arange(20) < 5, (labels + 1) % 10, labels), 10)
   got = model.eval_metrics(state, {"test": {"y_logits": logits}}, {"label": labels}, None)
-  assert got == {"eval/error_rate": 25.0}
+  assert got["eval/error_rate"] == 25.0
+  np.testing.assert_allclose(got["eval/y_confidence"], 1.0, atol=1e-6)  # one-hot y
   # After a short run q(y|x) already beats chance on held-out images.
   test = {k: v[1500:] for k, v in mnist_small.items()}
   y = model.eval_batch(state, test)["y_logits"]
@@ -161,6 +162,16 @@ def test_semisupervised_error_and_clusters(trained, mnist_small):
   out = {"test": clustering.eval_batch(cstate, test)}
   err = clustering.eval_metrics(cstate, out, test, train_subset)["eval/cluster_error"]
   assert 0.0 <= err < 85.0
+  # The collapse diagnostics on hand-made codes: 3 of 16 categories used, one-hot y; then
+  # every image in category 0 with uniform y.
+  three = {"test": {"y_logits": 30.0 * jax.nn.one_hot(jnp.arange(500) % 3, 16)}}
+  got = clustering.eval_metrics(cstate, three, test, train_subset)
+  assert got["eval/categories_used"] == 3
+  np.testing.assert_allclose(got["eval/y_confidence"], 1.0, atol=1e-6)
+  flat = {"test": {"y_logits": jnp.zeros((500, 16))}}
+  got = clustering.eval_metrics(cstate, flat, test, train_subset)
+  assert got["eval/categories_used"] == 1
+  np.testing.assert_allclose(got["eval/y_confidence"], 1 / 16, rtol=1e-6)
   assert out["test"]["z"].shape == (500, 4 + 16)  # the representation [z, y]
 
 
@@ -187,6 +198,14 @@ def test_style_decoder_uses_the_label(trained):
     model.decoder_input({"z": z})
 
 
+def test_spread_heads_are_a_margin_apart():
+  for m, d in [(2, 2), (10, 2), (20, 10), (3, 1)]:
+    heads = aae_labels.spread_heads(m, d, 6.0)
+    dist = np.linalg.norm(heads[:, None] - heads[None], axis=-1)[np.triu_indices(m, 1)]
+    assert heads.shape == (m, d)
+    np.testing.assert_allclose(dist.min(), 6.0, rtol=1e-6)
+
+
 def test_cluster_head_hinge():
   loss, min_dist = aae_labels.head_hinge(jnp.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]]), 2.0)
   np.testing.assert_allclose([loss, min_dist], [1.0, 1.0], rtol=1e-5)
@@ -202,7 +221,12 @@ def test_cluster_head_hinge():
 
 def test_dimreduction_representation(trained, mnist_small):
   model, state, hist, _ = trained("dimreduction")
-  assert hist[-1]["min_head_distance"] > hist[0]["min_head_distance"]
+  # The heads start a regular polygon of side head_margin (the hinge is 0) and training
+  # keeps them near it.
+  init = model.init(jax.random.key(0))
+  np.testing.assert_allclose(aae_labels.head_hinge(init.params["cluster_heads"]["heads"], 6.0),
+                             [0.0, 6.0], atol=1e-4)
+  assert min(h["min_head_distance"] for h in hist) > 5.5
   # r = y·W_c + z, in training (encode_heads) and inference (encode).
   x = jnp.asarray(mnist_small["image"][:3])
   w = state.params["cluster_heads"]["heads"]

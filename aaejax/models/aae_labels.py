@@ -258,22 +258,40 @@ class StyleAAE(AAE):
                              col_titles=["input"] + [str(k) for k in range(self.num_classes)])]
 
 
+def spread_heads(num_clusters: int, dim: int, spacing: float) -> np.ndarray:
+  """(num_clusters, dim) points at least ``spacing`` apart: a regular polygon.
+
+  The vertices of a regular ``num_clusters``-gon of side ``spacing`` in the first
+  two coordinates (on a line in 1-D), the other coordinates 0: every pair of
+  points is at least ``spacing`` apart, adjacent vertices exactly.
+  """
+  if dim == 1:
+    return (spacing * (np.arange(num_clusters) - (num_clusters - 1) / 2))[:, None]
+  angle = 2 * np.pi * np.arange(num_clusters) / num_clusters
+  radius = spacing / (2 * np.sin(np.pi / num_clusters))
+  heads = np.zeros((num_clusters, dim))
+  heads[:, 0], heads[:, 1] = radius * np.cos(angle), radius * np.sin(angle)
+  return heads
+
+
 class ClusterHeads(nn.Module):
   """W_c of the dimensionality-reduction AAE: y ↦ y·W_c, W_c of shape (num_clusters, dim).
 
-  Initialised N(0, init_std²): Adam moves each head by about the learning rate per
-  step, so heads that start spread out reach the hinge's margin in far fewer steps.
+  Initialised by :func:`spread_heads` at ``init_spacing`` apart (the hinge's
+  margin): Adam moves a head by about the learning rate per step, so heads that
+  start close (e.g. drawn at random) take thousands of steps to reach the margin
+  while the encoder learns on a representation whose clusters overlap.
   """
 
   num_clusters: int
   dim: int
-  init_std: float = 3.0
+  init_spacing: float = 6.0
 
   @nn.compact
   def __call__(self, y, train: bool = True):
     del train
-    shape = (self.num_clusters, self.dim)
-    return y @ self.param("heads", nn.initializers.normal(self.init_std), shape)
+    heads = spread_heads(self.num_clusters, self.dim, self.init_spacing)
+    return y @ self.param("heads", lambda *_: jnp.asarray(heads, jnp.float32))
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -401,17 +419,27 @@ class CategoricalAAE(AAE):
   def eval_metrics(self, state, out, test, train_subset):
     """Test error (%) of argmax y: against the label with labels, else clusters by majority.
 
+    Diagnostics: ``eval/y_confidence``, the mean over test images of max y (1:
+    one-hot codes, as the categorical prior's; 1 / num_categories: uniform); without
+    labels ``eval/categories_used``, how many categories hold at least 0.5 % of the
+    test images (fewer than ``num_categories``: y collapsed onto some).
+
     Without labels each category is labelled by the majority true label of the
     training examples in it (:func:`aaejax.metrics.cluster_error`).
     """
-    test_y = np.argmax(np.asarray(out["test"]["y_logits"]), axis=-1)
+    logits = np.asarray(out["test"]["y_logits"])
+    test_y = np.argmax(logits, axis=-1)
+    # Mean largest probability of y: 1 for one-hot codes, 1 / num_categories for uniform ones.
+    confidence = float(np.mean(np.asarray(jax.nn.softmax(logits)).max(axis=-1)))
     if self.num_labeled:
       error = metrics.error_rate(test_y, test["label"])
-    else:
-      train_y = np.argmax(encode_numpy(self, state, train_subset["image"])["y_logits"], axis=-1)
-      error = metrics.cluster_error(train_y, train_subset["label"], test_y, test["label"],
-                                    self.num_categories)
-    return {self.ERROR_METRIC: error}
+      return {self.ERROR_METRIC: error, "eval/y_confidence": confidence}
+    train_y = np.argmax(encode_numpy(self, state, train_subset["image"])["y_logits"], axis=-1)
+    error = metrics.cluster_error(train_y, train_subset["label"], test_y, test["label"],
+                                  self.num_categories)
+    used = np.bincount(test_y, minlength=self.num_categories) >= 0.005 * len(test_y)
+    return {self.ERROR_METRIC: error, "eval/categories_used": int(used.sum()),
+            "eval/y_confidence": confidence}
 
   def extra_plots(self, state, plots_dir, test, rng):
     """``cluster_heads.png``: per category, its head r(one-hot, z = 0) decoded, then members.
@@ -516,9 +544,14 @@ class DimReductionAAE(CategoricalAAE):
   (``num_labeled`` > 0, then 10 clusters) a supervised phase trains q(y|x) as in
   :class:`SemiSupervisedAAE` and ``eval/error_rate`` is argmax y's test error;
   without, it is the cluster error (majority label per cluster).
+
+  Attributes:
+    head_init_spacing: the heads start at the vertices of a regular polygon of
+      this side (:func:`spread_heads`); the config sets it to ``head_margin``.
   """
 
   latent_dim: int = 2
+  head_init_spacing: float = 6.0
 
   @property
   def PHASES(self):  # noqa: N802
@@ -531,7 +564,8 @@ class DimReductionAAE(CategoricalAAE):
   def extra_networks(self):
     y = jnp.zeros((2, self.num_categories), jnp.float32)
     return {**super().extra_networks(),
-            "cluster_heads": (ClusterHeads(self.num_categories, self.latent_dim), (y,))}
+            "cluster_heads": (ClusterHeads(self.num_categories, self.latent_dim,
+                                           self.head_init_spacing), (y,))}
 
   def decoder_input_dim(self):
     return self.latent_dim
@@ -558,5 +592,6 @@ class DimReductionAAE(CategoricalAAE):
   @classmethod
   def config_kwargs(cls, config):
     return {"num_categories": int(config.num_clusters), "num_labeled": int(config.num_labeled),
-            "labeled_batch_size": int(config.get("labeled_batch_size", config.batch_size))}
+            "labeled_batch_size": int(config.get("labeled_batch_size", config.batch_size)),
+            "head_init_spacing": float(config.get("head_margin", 6.0))}
 

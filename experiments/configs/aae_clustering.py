@@ -9,8 +9,9 @@ test error. Paper: 16 clusters 9.55 %, 30 clusters 4.10 %. Plot
 test members.
 
 Recipe: as ``aae_semisupervised.py`` (our choices where the paper is silent:
-Adam β1 = 0.5, lr 1e-3 / 2e-4 / 2e-4, critic noise 0.1, 10-D z, 100 epochs with
-lr / 10 after 50).
+Adam β1 = 0.5, lr 1e-3 in every phase, critic input noise 0.3, 10-D z, 100
+epochs with lr / 10 after 50; that docstring has the screens behind them).
+``eval/categories_used`` and ``eval/y_confidence`` tell a collapse of y.
 
   python experiments/main.py --config=experiments/configs/aae_clustering.py \
       --workdir=runs/cluster16 --config.num_clusters=16
