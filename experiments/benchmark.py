@@ -65,7 +65,7 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from aaejax import data, flops, models, parallel, penalties, train  # noqa: E402
+from aaejax import data, flops, models, parallel, penalties, sweeps, train  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model", ["aae"], "Models, comma-separated: aae, wae_mmd_rbf, wae_mmd_imq, "
@@ -203,7 +203,7 @@ def make_step(model, batch_size, mesh, k, steps_per_call=1, steps_per_epoch=None
   with :func:`aaejax.train.jit_step`.
 
   ``data`` is :func:`device_data`'s dict. K = 1: the training loop's own step
-  (:func:`aaejax.train.make_train_fn`); K > 1: ``jax.vmap(model.train_step)``
+  (:func:`aaejax.train.make_train_fn`); K > 1: :func:`aaejax.sweeps.vmap_step`
   over K states (seeds 0..K-1), all members seeing the same batch (on CPU one
   copy per member, as :func:`aaejax.sweeps.run_sweep` does) and key. With
   ``steps_per_call`` S > 1, one call runs S train steps in a ``lax.scan``
@@ -220,7 +220,7 @@ def make_step(model, batch_size, mesh, k, steps_per_call=1, steps_per_epoch=None
   # On CPU every member gets its own copy of the batch, as in aaejax.sweeps.run_sweep (batched
   # matmuls instead of transposes of the stacked weights); elsewhere one shared batch.
   per_member = jax.default_backend() == "cpu"
-  vstep = jax.vmap(model.train_step, in_axes=(0, 0 if per_member else None, None))
+  vstep = sweeps.vmap_step(model.train_step, (0, 0 if per_member else None, None))
   base_rng = jax.random.key(1)
 
   def sweep_fn(states, d, perm, index):
