@@ -19,9 +19,10 @@ axis trains them all.
 Member ``i`` is the solo run (:func:`aaejax.train.train_and_evaluate`) of its
 configuration: same init key, same data order (each member's permutation comes
 from its own seed's data key), same per-step keys, same eval. It is not bitwise
-equal on CPU: XLA fuses the vmapped program differently (e.g. the gradient with
-the Adam update), which moves a few parameters by an ulp per step; the tests
-bound the difference after 10 steps (losses and eval metrics to ``rtol=1e-4``,
+equal on CPU: XLA compiles the vmapped program differently (other fusions, and
+with :func:`aaejax.train.compiler_options` ``(vmapped=True)`` other matmul
+kernels), which moves a few parameters by an ulp per step; the tests
+bound the difference after 25 steps (losses and eval metrics to ``rtol=1e-4``,
 see ``tests/test_sweeps.py``).
 """
 
@@ -55,8 +56,9 @@ def vmap_step(train_step: Callable, in_axes: tuple = (0, None, 0)) -> Callable:
   default the batch is shared by every member and the keys are per member (a
   ``(K,)`` key array); ``in_axes`` (as for ``jax.vmap``, one entry per argument
   of ``train_step``, the first 0) says otherwise. Jit the result yourself
-  (donating the states, e.g. with :func:`aaejax.train.jit_step`): it is one
-  program for all members. On CPU, a batch stacked per member (``in_axes``
+  (donating the states, e.g. with ``aaejax.train.jit_step(step, vmapped=True)``,
+  which also picks XLA options for vmapped programs): it is one program for all
+  members. On CPU, a batch stacked per member (``in_axes``
   1 = 0, the same data ``jnp.broadcast_to`` K times) runs faster than a shared
   one: the matmuls become batched instead of transposing the stacked weights.
 
@@ -348,7 +350,7 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
   step_fn = train.make_train_fn(model, config.batch_size, mesh,
                                 getattr(model, "labeled_batch_size", config.batch_size), jit=False)
   sweep_fn = train.jit_step(vmap_step(step_fn, (0, train_axes, None if shared_order else 0, None,
-                                               labeled_axes)))
+                                               labeled_axes)), vmapped=True)
   perm_fn = jax.jit(data.epoch_permutation, static_argnums=2, out_shardings=replicated)
   eval_fn = train.make_eval_fn(model)
 

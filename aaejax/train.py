@@ -67,28 +67,58 @@ class MetricsWriter:
       self.tb.close()
 
 
-def jit_step(fn, donate_argnums=0, **kwargs):
+def jit_step(fn, donate_argnums=0, *, vmapped: bool = False, **kwargs):
   """``jax.jit(fn)`` for train steps: the state's buffers donated, plus :func:`compiler_options`.
 
   Use it (or pass :func:`compiler_options` to your own ``jax.jit``) for steps
-  that update their state in place. JAX takes compiler options on top-level
-  jits only: wrap the outermost function (do not call the result inside
-  another ``jax.jit`` or ``jax.make_jaxpr``).
+  that update their state in place; ``vmapped=True`` for a step lifted to
+  stacked states (:func:`aaejax.sweeps.vmap_step`). JAX takes compiler options
+  on top-level jits only: wrap the outermost function (do not call the result
+  inside another ``jax.jit`` or ``jax.make_jaxpr``).
   """
-  return jax.jit(fn, donate_argnums=donate_argnums, compiler_options=compiler_options(), **kwargs)
+  return jax.jit(fn, donate_argnums=donate_argnums, compiler_options=compiler_options(vmapped),
+                 **kwargs)
 
 
-def compiler_options() -> dict[str, Any]:
+# XLA:CPU's YNNPACK library fusions (dots, reductions, elementwise ops); "" turns them all off.
+_YNN_FUSION_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+
+
+def compiler_options(vmapped: bool = False) -> dict[str, Any]:
   """XLA options for train steps on this backend.
 
   On CPU, copy insertion with region analysis: without it XLA copies every
   donated parameter and Adam moment before updating it in place (the anchor
   AAE step of ``experiments/benchmark.py``, 2-core CPU: 31.4 ms without,
-  27.3 ms with, medians of 7 interleaved windows). Elsewhere none.
+  27.3 ms with, medians of 7 interleaved windows).
+
+  On CPU with ``vmapped=True`` (a sweep's step over stacked states), also no
+  YNNPACK library fusions: XLA's default hands reductions and elementwise ops
+  to YNNPACK subgraphs, and then materialises each of their inputs (every
+  member's Bernoulli loss terms, one array per op) instead of fusing them into
+  one loop. K=16 small models of ``experiments/benchmark.py --hidden=128
+  --critic_hidden=128 --sweep=16``, samples/s with / without (medians of 9
+  interleaved windows): WAE-MMD IMQ 46,785 / 72,859, RBF 58,488 / 63,875,
+  WAE-GAN 68,101 / 80,239, AAE 50,472 / 52,385. A single model keeps them
+  (anchor AAE 2,825 / 2,694, WAE-MMD IMQ 6,624 / 5,543 samples/s). Skipped
+  where this jaxlib lacks the option. Elsewhere no options.
   """
-  if jax.default_backend() == "cpu":
-    return {"xla_cpu_copy_insertion_use_region_analysis": True}
-  return {}
+  if jax.default_backend() != "cpu":
+    return {}
+  options: dict[str, Any] = {"xla_cpu_copy_insertion_use_region_analysis": True}
+  if vmapped and _accepts_option(_YNN_FUSION_OPTION, ""):
+    options[_YNN_FUSION_OPTION] = ""
+  return options
+
+
+@functools.cache
+def _accepts_option(name: str, value: Any) -> bool:
+  """Whether this backend's compiler takes option ``name=value`` (one tiny compile)."""
+  try:
+    jax.jit(lambda x: x + 1, compiler_options={name: value}).lower(jnp.zeros(())).compile()
+  except Exception:  # noqa: BLE001 — an older or newer jaxlib without the option
+    return False
+  return True
 
 
 def make_train_fn(model, batch_size: int, mesh=None, labeled_batch_size: int = 0,

@@ -299,7 +299,7 @@ def prepare(name, config, batch_size, k, mesh, host, warmup, dump_hlo=None,
   counted = flops.count(step_fn, *args, scopes=tuple(model.PHASES))
   counted = {"total": counted["total"] // steps_per_call,
              "by_scope": {p: v // steps_per_call for p, v in counted["by_scope"].items()}}
-  step = train.jit_step(step_fn)
+  step = train.jit_step(step_fn, vmapped=k > 1)
   t = time.perf_counter()
   compiled = step.lower(*args).compile()
   compile_s = time.perf_counter() - t
