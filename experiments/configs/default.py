@@ -22,7 +22,7 @@ def get_config():
   # Model.
   c.latent_dim = 2
   c.prior = "gaussian"
-  c.prior_options = {}
+  c.prior_options = {}          # the prior's own options: --config.prior_options="{'radius': 3.0}"
   c.posterior = "deterministic"   # or "gaussian" (reparameterised q(z|x))
   c.network = "mlp"               # or "conv" (the WAE paper's DCGAN-style nets)
   c.hidden = (1000, 1000)         # MLP encoder/decoder hidden layers (AAE paper)
