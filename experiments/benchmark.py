@@ -27,8 +27,15 @@ Prints one table, a row per (model, K):
 The step is the training loop's own (:func:`aaejax.train.make_train_fn`: one
 compiled program for all phases, the batch gathered from a device-resident
 dataset, the state donated, no host round trip); a sweep (``--sweep=K``) is
-``jax.vmap(model.train_step, in_axes=(0, None, None))`` over K states stacked
-by ``jax.vmap(model.init)`` (seeds 0..K-1), one compiled program for all K.
+:func:`aaejax.sweeps.vmap_step` of ``model.train_step`` over K states stacked
+by ``jax.vmap(model.init)`` (seeds 0..K-1), compiled as one program for all K
+with ``aaejax.train.jit_step(..., vmapped=True)`` (on CPU each member gets its
+own copy of the batch, as in :func:`aaejax.sweeps.run_sweep`).
+
+A line under the table gives the ceiling the matmul shapes themselves allow:
+a ``--hidden``-wide square layer's three matmuls at the batch size (forward
+x·W, input gradient dy·Wᵀ, weight gradient xᵀ·dy) timed alone, as a fraction
+of the square-matmul peak (median over ``--repeats`` interleaved pairs).
 ``--model`` takes the aliases above (the issue's anchor MLPs: 784-1000-1000-8,
 critic 8-1000-1000-1 for ``aae``; WAE-GAN keeps its config's critic) or any
 config file's name (label-aware AAEs get their labelled subset as in training).
@@ -147,6 +154,29 @@ def matmul_peak(sizes, seconds: float = 0.15) -> float:
 
 
 _MATMULS: dict = {}
+
+
+def layer_matmul_rate(batch: int, width: int, seconds: float = 0.15) -> float:
+  """GFLOP/s of one dense layer's forward and backward matmuls at ``batch``, timed alone.
+
+  The layer is ``width`` × ``width``: x·W, dy·Wᵀ and xᵀ·dy in one jitted call
+  (what every hidden layer of a training step runs), repeated for ~``seconds``.
+  """
+  key = ("layer", batch, width)
+  if key not in _MATMULS:
+    _MATMULS[key] = jax.jit(lambda x, w, dy: (x @ w, dy @ w.T, x.T @ dy))
+  f = _MATMULS[key]
+  x, dy = (jax.random.normal(jax.random.key(i), (batch, width), jnp.float32) for i in (0, 1))
+  w = jax.random.normal(jax.random.key(2), (width, width), jnp.float32)
+  jax.block_until_ready(f(x, w, dy))
+  t = time.perf_counter()
+  jax.block_until_ready(f(x, w, dy))
+  reps = max(1, int(seconds / max(time.perf_counter() - t, 1e-6)))
+  t = time.perf_counter()
+  for _ in range(reps):
+    out = f(x, w, dy)
+  jax.block_until_ready(out)
+  return 3 * 2 * batch * width * width * reps / (time.perf_counter() - t) / 1e9
 
 
 def _matmul(n):
@@ -428,6 +458,11 @@ def main(argv):
           FLAGS.peak_seconds)
   rows = [summarize(c) for c in cases]
   checks = [summarize(c) for c in checks]
+  width = max(int(h) for h in FLAGS.hidden)
+  layer = [(layer_matmul_rate(FLAGS.batch_size, width, FLAGS.peak_seconds),
+            matmul_peak(peak_sizes, FLAGS.peak_seconds)) for _ in range(FLAGS.repeats)]
+  layer_rate = statistics.median(r for r, _ in layer)
+  layer_fraction = statistics.median(r / p for r, p in layer)
   peak = statistics.median(w[1] for c in cases for w in c.windows)
   print(f"devices: {jax.devices()}  (jax {jax.__version__}, {os.cpu_count()} CPUs, "
         f"{platform.processor() or platform.machine()})")
@@ -450,6 +485,9 @@ def main(argv):
       ratio = r["samples_per_s"] / singles[r["model"]]["samples_per_s"]
       print(f"  {r['model']} sweep K={r['K']}: {ratio:.2f}x the single model's samples/s "
             f"(> 1: faster than training the {r['K']} one after another)")
+  print(f"  ceiling: the matmuls of one {width}x{width} layer at batch {FLAGS.batch_size} alone "
+        f"(x·W, dy·Wᵀ, xᵀ·dy) run at {layer_rate:.0f} GFLOP/s = {100 * layer_fraction:.0f} % "
+        f"of the square-matmul peak (median of {FLAGS.repeats} interleaved pairs)")
   for r in checks:
     ok = "OK" if r["penalty_share"] < 0.10 else "OVER 10 %"
     print(f"latent penalty of {r['model']} at batch {r['batch']}: {r['penalty_ms']:.2f} ms "
@@ -465,6 +503,8 @@ def main(argv):
                                                     "set", "penalty_batch", "steps_per_call",
                                                     "data")},
                  "xla_flags": os.environ.get("XLA_FLAGS", ""),
+                 "layer_matmul": {"batch": FLAGS.batch_size, "width": width,
+                                  "gflop_per_s": layer_rate, "fraction_of_peak": layer_fraction},
                  "rows": rows, "penalty_checks": checks}, f, indent=2)
 
 

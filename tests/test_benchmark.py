@@ -100,3 +100,7 @@ def test_script_prints_the_table_and_writes_json(tmp_path):
   assert abs(single["gflop_per_step"] - expected) < 1e-12
   assert abs(sweep["gflop_per_step"] - 2 * expected) < 1e-12
   assert result["penalty_checks"] == []
+  layer = result["layer_matmul"]
+  assert (layer["batch"], layer["width"]) == (8, 32)
+  assert layer["gflop_per_s"] > 0 and layer["fraction_of_peak"] > 0
+  assert "ceiling: the matmuls of one 32x32 layer at batch 8" in proc.stdout
