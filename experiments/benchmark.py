@@ -156,6 +156,12 @@ def matmul_peak(sizes, seconds: float = 0.15) -> float:
 _MATMULS: dict = {}
 
 
+def _matmul(n):
+  if n not in _MATMULS:
+    _MATMULS[n] = jax.jit(lambda a, b: a @ b)
+  return _MATMULS[n]
+
+
 def layer_matmul_rate(batch: int, width: int, seconds: float = 0.15) -> float:
   """GFLOP/s of one dense layer's forward and backward matmuls at ``batch``, timed alone.
 
@@ -177,12 +183,6 @@ def layer_matmul_rate(batch: int, width: int, seconds: float = 0.15) -> float:
     out = f(x, w, dy)
   jax.block_until_ready(out)
   return 3 * 2 * batch * width * width * reps / (time.perf_counter() - t) / 1e9
-
-
-def _matmul(n):
-  if n not in _MATMULS:
-    _MATMULS[n] = jax.jit(lambda a, b: a @ b)
-  return _MATMULS[n]
 
 
 def load_data(source="auto"):
