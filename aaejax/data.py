@@ -44,311 +44,353 @@ _CACHE: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """Raised when a dataset cannot be found locally nor loaded through tfds."""
+  """Raised when a dataset cannot be found locally nor loaded through tfds."""
 
 
 def resolve_data_dir(data_dir: str | None = None) -> str | None:
-    """Returns the data directory to search.
+  """Returns the data directory to search.
 
-    Args:
-      data_dir: Explicit directory; wins when non-empty.
+  Args:
+    data_dir: Explicit directory; wins when non-empty.
 
-    Returns:
-      ``data_dir`` if non-empty, else the value of ``$AAEJAX_DATA_DIR`` if
-      non-empty, else ``None``. ``~`` is expanded.
-    """
-    path = data_dir or os.environ.get(DATA_DIR_ENV) or None
-    return os.path.expanduser(path) if path else None
+  Returns:
+    ``data_dir`` if non-empty, else the value of ``$AAEJAX_DATA_DIR`` if
+    non-empty, else ``None``. ``~`` is expanded.
+  """
+  path = data_dir or os.environ.get(DATA_DIR_ENV) or None
+  return os.path.expanduser(path) if path else None
 
 
 def read_idx(path: str) -> np.ndarray:
-    """Reads an IDX file of uint8 images or labels.
+  """Reads an IDX file of uint8 images or labels.
 
-    The file may be gzip-compressed or raw; compression is detected from the
-    magic bytes, not the file name.
+  The file may be gzip-compressed or raw; compression is detected from the
+  magic bytes, not the file name.
 
-    Args:
-      path: Path of the IDX file.
+  Args:
+    path: Path of the IDX file.
 
-    Returns:
-      A uint8 array of shape ``(n, rows, cols)`` (magic 2051) or ``(n,)``
-      (magic 2049).
+  Returns:
+    A uint8 array of shape ``(n, rows, cols)`` (magic 2051) or ``(n,)``
+    (magic 2049).
 
-    Raises:
-      ValueError: If the file is corrupt, truncated or not a uint8 IDX file.
-    """
-    with open(path, "rb") as f:
-        raw = f.read()
-    if raw[:2] == _GZIP_MAGIC:
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as e:
-            raise ValueError(f"{path}: corrupt gzip stream: {e}") from e
-    if len(raw) < 4:
-        raise ValueError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
-    magic = int.from_bytes(raw[:4], "big")
-    if magic not in (_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC):
-        raise ValueError(
-            f"{path}: bad IDX magic {magic:#010x}; expected {_IDX_IMAGES_MAGIC} "
-            f"(images) or {_IDX_LABELS_MAGIC} (labels)"
-        )
-    if raw[2] != _IDX_UINT8:
-        raise ValueError(f"{path}: unsupported IDX dtype code {raw[2]:#04x} (want 0x08 uint8)")
-    ndim = raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
-    if len(raw) != expected:
-        raise ValueError(
-            f"{path}: IDX size mismatch for shape {shape}: {len(raw)} bytes, expected {expected}"
-        )
-    return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
+  Raises:
+    ValueError: If the file is corrupt, truncated or not a uint8 IDX file.
+
+  Example:
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "labels-idx1-ubyte")
+    >>> with open(path, "wb") as f:  # magic 2049 (uint8, 1-D), 3 entries, then the data
+    ...   _ = f.write(bytes([0, 0, 8, 1, 0, 0, 0, 3, 7, 8, 9]))
+    >>> read_idx(path).tolist()
+    [7, 8, 9]
+  """
+  with open(path, "rb") as f:
+    raw = f.read()
+  if raw[:2] == _GZIP_MAGIC:
+    try:
+      raw = gzip.decompress(raw)
+    except (OSError, EOFError) as e:
+      raise ValueError(f"{path}: corrupt gzip stream: {e}") from e
+  if len(raw) < 4:
+    raise ValueError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
+  magic = int.from_bytes(raw[:4], "big")
+  if magic not in (_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC):
+    raise ValueError(
+        f"{path}: bad IDX magic {magic:#010x}; expected {_IDX_IMAGES_MAGIC} "
+        f"(images) or {_IDX_LABELS_MAGIC} (labels)"
+    )
+  if raw[2] != _IDX_UINT8:
+    raise ValueError(f"{path}: unsupported IDX dtype code {raw[2]:#04x} (want 0x08 uint8)")
+  ndim = raw[3]
+  header = 4 + 4 * ndim
+  if len(raw) < header:
+    raise ValueError(f"{path}: truncated IDX header")
+  shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+  expected = header + int(np.prod(shape))
+  if len(raw) != expected:
+    raise ValueError(
+        f"{path}: IDX size mismatch for shape {shape}: {len(raw)} bytes, expected {expected}"
+    )
+  return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
 
 
 def _find_idx(directory: str, stem: str) -> str | None:
-    """Returns ``directory/stem`` or ``directory/stem.gz`` if either exists."""
-    for candidate in (stem, stem + ".gz"):
-        path = os.path.join(directory, candidate)
-        if os.path.isfile(path):
-            return path
-    return None
+  """Returns ``directory/stem`` or ``directory/stem.gz`` if either exists."""
+  for candidate in (stem, stem + ".gz"):
+    path = os.path.join(directory, candidate)
+    if os.path.isfile(path):
+      return path
+  return None
 
 
 def _load_idx_pair(image_path: str, label_path: str) -> dict[str, np.ndarray]:
-    """Reads an image/label IDX pair into the ``load_numpy`` output format."""
-    images = read_idx(image_path)
-    labels = read_idx(label_path)
-    if images.ndim != 3 or images.shape[1:] != (28, 28):
-        raise ValueError(f"{image_path}: expected (n, 28, 28) images, got {images.shape}")
-    if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-        raise ValueError(
-            f"{label_path}: {labels.shape} labels do not match {images.shape[0]} images"
-        )
-    return {"image": images[..., None], "label": labels.astype(np.int32)}
+  """Reads an image/label IDX pair into the ``load_numpy`` output format."""
+  images = read_idx(image_path)
+  labels = read_idx(label_path)
+  if images.ndim != 3 or images.shape[1:] != (28, 28):
+    raise ValueError(f"{image_path}: expected (n, 28, 28) images, got {images.shape}")
+  if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
+    raise ValueError(
+        f"{label_path}: {labels.shape} labels do not match {images.shape[0]} images"
+    )
+  return {"image": images[..., None], "label": labels.astype(np.int32)}
 
 
 def _load_tfds(name: str, split: str, data_dir: str | None) -> dict[str, np.ndarray]:
-    """Loads a split with ``tensorflow_datasets`` (may download and prepare it).
+  """Loads a split with ``tensorflow_datasets`` (may download and prepare it).
 
-    Raises:
-      ImportError: If tfds is not installed.
-      Exception: Whatever tfds raises when the dataset is unavailable.
-    """
-    import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
+  Raises:
+    ImportError: If tfds is not installed.
+    Exception: Whatever tfds raises when the dataset is unavailable.
+  """
+  import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-    ds = tfds.load(name, split=split, data_dir=data_dir, batch_size=-1, download=True)
-    ds = tfds.as_numpy(ds)
-    return {
-        "image": np.asarray(ds["image"], dtype=np.uint8).reshape(-1, 28, 28, 1),
-        "label": np.asarray(ds["label"], dtype=np.int32),
-    }
+  ds = tfds.load(name, split=split, data_dir=data_dir, batch_size=-1, download=True)
+  ds = tfds.as_numpy(ds)
+  return {
+      "image": np.asarray(ds["image"], dtype=np.uint8).reshape(-1, 28, 28, 1),
+      "label": np.asarray(ds["label"], dtype=np.int32),
+  }
 
 
 def _cached(key: tuple[str, ...], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Marks ``arrays`` read-only, stores them under ``key`` and returns them."""
-    for v in arrays.values():
-        v.setflags(write=False)
-    _CACHE[key] = arrays
-    return arrays
+  """Marks ``arrays`` read-only, stores them under ``key`` and returns them."""
+  for v in arrays.values():
+    v.setflags(write=False)
+  _CACHE[key] = arrays
+  return arrays
 
 
 def load_numpy(name: str, split: str, data_dir: str | None = None) -> dict[str, np.ndarray]:
-    """Loads a whole dataset split into host memory.
+  """Loads a whole dataset split into host memory.
 
-    Search order: ``<data_dir>/<name>/`` with the canonical IDX file names
-    (``.gz`` optional), then ``EXTRA_DATA_DIRS[name]``, then
-    ``tensorflow_datasets`` if importable. Results are cached per process; the
-    returned arrays are shared and read-only (copy them before mutating).
+  Search order: ``<data_dir>/<name>/`` with the canonical IDX file names
+  (``.gz`` optional), then ``EXTRA_DATA_DIRS[name]``, then
+  ``tensorflow_datasets`` if importable. Results are cached per process; the
+  returned arrays are shared and read-only (copy them before mutating).
 
-    Args:
-      name: Dataset name, one of ``SUPPORTED_DATASETS`` (tfds naming).
-      split: ``"train"`` or ``"test"``.
-      data_dir: Data directory; defaults to ``$AAEJAX_DATA_DIR``.
+  Args:
+    name: Dataset name, one of ``SUPPORTED_DATASETS`` (tfds naming).
+    split: ``"train"`` or ``"test"``.
+    data_dir: Data directory; defaults to ``$AAEJAX_DATA_DIR``.
 
-    Returns:
-      ``{"image": uint8 (N, 28, 28, 1), "label": int32 (N,)}``.
+  Returns:
+    ``{"image": uint8 (N, 28, 28, 1), "label": int32 (N,)}``.
 
-    Raises:
-      ValueError: For an unknown dataset or split, or a corrupt file.
-      DatasetNotFoundError: If the dataset is found nowhere.
-    """
-    if name not in SUPPORTED_DATASETS:
-        raise ValueError(f"Unknown dataset {name!r}; supported: {SUPPORTED_DATASETS}")
-    if split not in SPLITS:
-        raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}")
-    root = resolve_data_dir(data_dir)
-    searched = ([os.path.join(root, name)] if root else []) + EXTRA_DATA_DIRS[name]
-    image_stem, label_stem = IDX_FILES[split]
-    for directory in searched:
-        image_path = _find_idx(directory, image_stem)
-        label_path = _find_idx(directory, label_stem)
-        if image_path and label_path:
-            key = (name, split, os.path.abspath(directory))
-            if key in _CACHE:
-                return _CACHE[key]
-            return _cached(key, _load_idx_pair(image_path, label_path))
-
-    key = (name, split, "tfds", root or "")
-    if key in _CACHE:
+  Raises:
+    ValueError: For an unknown dataset or split, or a corrupt file.
+    DatasetNotFoundError: If the dataset is found nowhere.
+  """
+  if name not in SUPPORTED_DATASETS:
+    raise ValueError(f"Unknown dataset {name!r}; supported: {SUPPORTED_DATASETS}")
+  if split not in SPLITS:
+    raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}")
+  root = resolve_data_dir(data_dir)
+  searched = ([os.path.join(root, name)] if root else []) + EXTRA_DATA_DIRS[name]
+  image_stem, label_stem = IDX_FILES[split]
+  for directory in searched:
+    image_path = _find_idx(directory, image_stem)
+    label_path = _find_idx(directory, label_stem)
+    if image_path and label_path:
+      key = (name, split, os.path.abspath(directory))
+      if key in _CACHE:
         return _CACHE[key]
-    try:
-        return _cached(key, _load_tfds(name, split, root))
-    except Exception as e:  # pylint: disable=broad-except  # Any tfds failure.
-        tfds_error = f"{type(e).__name__}: {e}"
+      return _cached(key, _load_idx_pair(image_path, label_path))
 
-    hints = [
-        f"Dataset {name!r} split {split!r} not found.",
-        f"Searched directories: {searched or '(none; no data_dir given)'}.",
-        f"Expected files {image_stem}[.gz] and {label_stem}[.gz] in <data_dir>/{name}/.",
-        f"Set config.data_dir or the {DATA_DIR_ENV} environment variable to a "
-        f"directory containing {name}/.",
-    ]
-    if name == "fashion_mnist":
-        hints.append("On Debian/Ubuntu: apt-get install dataset-fashion-mnist.")
-    hints.append(
-        f"Or install tensorflow_datasets with pip install 'aaejax[tfds]' "
-        f"(tfds attempt failed with {tfds_error})."
-    )
-    raise DatasetNotFoundError(" ".join(hints))
+  key = (name, split, "tfds", root or "")
+  if key in _CACHE:
+    return _CACHE[key]
+  try:
+    return _cached(key, _load_tfds(name, split, root))
+  except Exception as e:  # pylint: disable=broad-except  # Any tfds failure.
+    tfds_error = f"{type(e).__name__}: {e}"
+
+  hints = [
+      f"Dataset {name!r} split {split!r} not found.",
+      f"Searched directories: {searched or '(none; no data_dir given)'}.",
+      f"Expected files {image_stem}[.gz] and {label_stem}[.gz] in <data_dir>/{name}/.",
+      f"Set config.data_dir or the {DATA_DIR_ENV} environment variable to a "
+      f"directory containing {name}/.",
+  ]
+  if name == "fashion_mnist":
+    hints.append("On Debian/Ubuntu: apt-get install dataset-fashion-mnist.")
+  hints.append(
+      f"Or install tensorflow_datasets with pip install 'aaejax[tfds]' "
+      f"(tfds attempt failed with {tfds_error})."
+  )
+  raise DatasetNotFoundError(" ".join(hints))
 
 
 def balanced_labeled_subset(
     labels: np.ndarray, num_labeled: int, num_classes: int, seed: int
 ) -> np.ndarray:
-    """Picks a class-balanced subset of examples, e.g. for semi-supervised runs.
+  """Picks a class-balanced subset of examples, e.g. for semi-supervised runs.
 
-    Args:
-      labels: Integer labels of shape ``(N,)``.
-      num_labeled: Subset size; must be divisible by ``num_classes``.
-      num_classes: Number of classes.
-      seed: Seed for ``np.random.default_rng``.
+  Args:
+    labels: Integer labels of shape ``(N,)``.
+    num_labeled: Subset size; must be divisible by ``num_classes``.
+    num_classes: Number of classes.
+    seed: Seed for ``np.random.default_rng``.
 
-    Returns:
-      Sorted int64 indices; ``num_labeled // num_classes`` per class, or all
-      indices if ``num_labeled == len(labels)``.
+  Returns:
+    Sorted int64 indices; ``num_labeled // num_classes`` per class, or all
+    indices if ``num_labeled == len(labels)``.
 
-    Raises:
-      ValueError: If ``num_labeled`` is not positive, not divisible by
-        ``num_classes``, or exceeds the examples available in some class.
-    """
-    labels = np.asarray(labels)
-    if num_labeled == len(labels):
-        return np.arange(len(labels))
-    if num_labeled <= 0 or num_classes <= 0 or num_labeled % num_classes:
-        raise ValueError(
-            f"num_labeled={num_labeled} must be a positive multiple of num_classes={num_classes}"
-        )
-    per_class = num_labeled // num_classes
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for c in range(num_classes):
-        candidates = np.flatnonzero(labels == c)
-        if len(candidates) < per_class:
-            raise ValueError(
-                f"Class {c} has {len(candidates)} examples, fewer than the "
-                f"{per_class} requested per class"
-            )
-        chosen.append(rng.choice(candidates, size=per_class, replace=False))
-    return np.sort(np.concatenate(chosen))
+  Raises:
+    ValueError: If ``num_labeled`` is not positive, not divisible by
+      ``num_classes``, or exceeds the examples available in some class.
+
+  Example:
+
+    >>> labels = np.array([0, 1, 0, 1, 0, 1, 2, 2])
+    >>> idx = balanced_labeled_subset(labels, 6, 3, seed=0)
+    >>> np.bincount(labels[idx]).tolist()
+    [2, 2, 2]
+  """
+  labels = np.asarray(labels)
+  if num_labeled == len(labels):
+    return np.arange(len(labels))
+  if num_labeled <= 0 or num_classes <= 0 or num_labeled % num_classes:
+    raise ValueError(
+        f"num_labeled={num_labeled} must be a positive multiple of num_classes={num_classes}"
+    )
+  per_class = num_labeled // num_classes
+  rng = np.random.default_rng(seed)
+  chosen = []
+  for c in range(num_classes):
+    candidates = np.flatnonzero(labels == c)
+    if len(candidates) < per_class:
+      raise ValueError(
+          f"Class {c} has {len(candidates)} examples, fewer than the "
+          f"{per_class} requested per class"
+      )
+    chosen.append(rng.choice(candidates, size=per_class, replace=False))
+  return np.sort(np.concatenate(chosen))
 
 
 class DeviceDataset:
-    """An in-memory dataset held on the accelerator, shuffled there (no per-step host copies).
+  """An in-memory dataset held on the accelerator, shuffled there (no per-step host copies).
 
-    Attributes:
-      arrays: The dataset arrays on device, all with the same leading dimension.
-      num_examples: Size of that leading dimension.
+  Attributes:
+    arrays: The dataset arrays on device, all with the same leading dimension.
+    num_examples: Size of that leading dimension.
+
+  Example:
+
+    >>> ds = DeviceDataset({"image": np.zeros((10, 28, 28, 1), np.uint8), "label": np.arange(10)})
+    >>> ds.num_examples, ds.steps_per_epoch(4)
+    (10, 2)
+  """
+
+  def __init__(self, arrays: dict[str, np.ndarray], sharding: Any = None):
+    """Transfers every array to device once.
+
+    Args:
+      arrays: Host arrays with a common leading (example) dimension.
+      sharding: ``jax.sharding.Sharding`` for every array (typically a
+        replicated ``NamedSharding``); ``None`` uses the default device.
+
+    Raises:
+      ValueError: If ``arrays`` is empty or leading dimensions differ.
     """
+    sizes = {k: np.shape(v)[0] for k, v in arrays.items()}
+    if len(set(sizes.values())) != 1:
+      raise ValueError(f"Arrays must share one non-empty leading dimension, got {sizes}")
+    self.arrays: dict[str, jax.Array] = {
+        k: jax.device_put(v, sharding) for k, v in arrays.items()
+    }
+    self.num_examples: int = next(iter(sizes.values()))
 
-    def __init__(self, arrays: dict[str, np.ndarray], sharding: Any = None):
-        """Transfers every array to device once.
+  def steps_per_epoch(self, batch_size: int) -> int:
+    """Returns the number of full batches per epoch (the remainder is dropped).
 
-        Args:
-          arrays: Host arrays with a common leading (example) dimension.
-          sharding: ``jax.sharding.Sharding`` for every array (typically a
-            replicated ``NamedSharding``); ``None`` uses the default device.
-
-        Raises:
-          ValueError: If ``arrays`` is empty or leading dimensions differ.
-        """
-        sizes = {k: np.shape(v)[0] for k, v in arrays.items()}
-        if len(set(sizes.values())) != 1:
-            raise ValueError(f"Arrays must share one non-empty leading dimension, got {sizes}")
-        self.arrays: dict[str, jax.Array] = {
-            k: jax.device_put(v, sharding) for k, v in arrays.items()
-        }
-        self.num_examples: int = next(iter(sizes.values()))
-
-    def steps_per_epoch(self, batch_size: int) -> int:
-        """Returns the number of full batches per epoch (the remainder is dropped).
-
-        Raises:
-          ValueError: If ``batch_size`` is not in ``[1, num_examples]``.
-        """
-        if not 0 < batch_size <= self.num_examples:
-            raise ValueError(
-                f"batch_size={batch_size} must be in [1, {self.num_examples}]"
-            )
-        return self.num_examples // batch_size
+    Raises:
+      ValueError: If ``batch_size`` is not in ``[1, num_examples]``.
+    """
+    if not 0 < batch_size <= self.num_examples:
+      raise ValueError(
+          f"batch_size={batch_size} must be in [1, {self.num_examples}]"
+      )
+    return self.num_examples // batch_size
 
 
 def epoch_permutation(key: jax.Array, epoch: int | jax.Array, num_examples: int) -> jax.Array:
-    """Returns the example order for ``epoch``; depends only on ``(key, epoch)``.
+  """Returns the example order for ``epoch``; depends only on ``(key, epoch)``.
 
-    Pure and jittable with ``num_examples`` static.
+  Pure and jittable with ``num_examples`` static.
 
-    Args:
-      key: Data-order PRNG key.
-      epoch: Epoch number (may be traced).
-      num_examples: Dataset size.
+  Args:
+    key: Data-order PRNG key.
+    epoch: Epoch number (may be traced).
+    num_examples: Dataset size.
 
-    Returns:
-      An int permutation of ``range(num_examples)``.
-    """
-    return jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
+  Returns:
+    An int permutation of ``range(num_examples)``.
+
+  Example:
+
+    >>> key = jax.random.key(0)
+    >>> perm = epoch_permutation(key, 1, 6)
+    >>> sorted(perm.tolist()), bool((perm == epoch_permutation(key, 1, 6)).all())
+    ([0, 1, 2, 3, 4, 5], True)
+  """
+  return jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
 
 
 def gather_batch(
     arrays: dict[str, jax.Array], perm: jax.Array, index: int | jax.Array, batch_size: int
 ) -> dict[str, jax.Array]:
-    """Gathers batch ``index`` of an epoch from on-device arrays.
+  """Gathers batch ``index`` of an epoch from on-device arrays.
 
-    Pure and jittable with ``batch_size`` static; ``index`` may be traced. As
-    with ``lax.dynamic_slice``, an out-of-range ``index`` is clamped, so keep
-    ``index < len(perm) // batch_size``.
+  Pure and jittable with ``batch_size`` static; ``index`` may be traced. As
+  with ``lax.dynamic_slice``, an out-of-range ``index`` is clamped, so keep
+  ``index < len(perm) // batch_size``.
 
-    Args:
-      arrays: Dataset arrays (e.g. ``DeviceDataset.arrays``).
-      perm: Epoch permutation from :func:`epoch_permutation`.
-      index: Step within the epoch.
-      batch_size: Batch size.
+  Args:
+    arrays: Dataset arrays (e.g. ``DeviceDataset.arrays``).
+    perm: Epoch permutation from :func:`epoch_permutation`.
+    index: Step within the epoch.
+    batch_size: Batch size.
 
-    Returns:
-      ``{k: v[perm[index * batch_size:(index + 1) * batch_size]]}``.
-    """
-    idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
-    return {k: jnp.take(v, idx, axis=0) for k, v in arrays.items()}
+  Returns:
+    ``{k: v[perm[index * batch_size:(index + 1) * batch_size]]}``.
+
+  Example:
+
+    >>> perm = epoch_permutation(jax.random.key(0), 0, 6)
+    >>> batch = gather_batch({"x": 10 * jnp.arange(6)}, perm, 1, 2)
+    >>> batch["x"].tolist() == (10 * perm[2:4]).tolist()
+    True
+  """
+  idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
+  return {k: jnp.take(v, idx, axis=0) for k, v in arrays.items()}
 
 
 def to_float(images: np.ndarray | jax.Array) -> jax.Array:
-    """Converts uint8 images in ``[0, 255]`` to float32 in ``[0, 1]``."""
-    return jnp.asarray(images, dtype=jnp.float32) / 255.0
+  """Converts uint8 images in ``[0, 255]`` to float32 in ``[0, 1]``.
+
+  Example:
+
+    >>> to_float(np.array([0, 255], np.uint8)).tolist()
+    [0.0, 1.0]
+  """
+  return jnp.asarray(images, dtype=jnp.float32) / 255.0
 
 
 def load_device_dataset(
     name: str, split: str, data_dir: str | None = None, sharding: Any = None
 ) -> DeviceDataset:
-    """Loads a dataset split (see :func:`load_numpy`) and puts it on device.
+  """Loads a dataset split (see :func:`load_numpy`) and puts it on device.
 
-    Args:
-      name: Dataset name, one of ``SUPPORTED_DATASETS``.
-      split: ``"train"`` or ``"test"``.
-      data_dir: Data directory; defaults to ``$AAEJAX_DATA_DIR``.
-      sharding: Sharding for the device arrays; ``None`` = default device.
+  Args:
+    name: Dataset name, one of ``SUPPORTED_DATASETS``.
+    split: ``"train"`` or ``"test"``.
+    data_dir: Data directory; defaults to ``$AAEJAX_DATA_DIR``.
+    sharding: Sharding for the device arrays; ``None`` = default device.
 
-    Returns:
-      The :class:`DeviceDataset`.
-    """
-    return DeviceDataset(load_numpy(name, split, data_dir), sharding)
+  Returns:
+    The :class:`DeviceDataset`.
+  """
+  return DeviceDataset(load_numpy(name, split, data_dir), sharding)

@@ -66,6 +66,16 @@ class ProcessShardedDataset:
   Attributes:
     arrays: the host arrays, with a common leading dimension.
     num_examples: size of that leading dimension.
+
+  Example:
+
+    >>> ds = ProcessShardedDataset({"x": 10 * np.arange(10)}, parallel.make_mesh(1))  # one process
+    >>> key = jax.random.key(0)
+    >>> perm = ds.permutation(key, 0)
+    >>> bool((perm == data.epoch_permutation(key, 0, 10)).all())  # the DeviceDataset order
+    True
+    >>> ds.steps_per_epoch(4), ds.batch(perm, 1, 4)["x"].tolist() == (10 * perm[4:8]).tolist()
+    (2, True)
   """
 
   def __init__(self, arrays: Mapping[str, np.ndarray], mesh):

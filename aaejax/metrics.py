@@ -75,6 +75,13 @@ def mmd_imq_blockwise(qz: jax.Array, pz: jax.Array, prior_scale: float = 1.0,
 
   Returns:
     The (unbiased, possibly negative) MMD estimate.
+
+  Example:
+
+    >>> q = jax.random.normal(jax.random.key(0), (50, 3))
+    >>> p = jax.random.normal(jax.random.key(1), (50, 3))
+    >>> abs(mmd_imq_blockwise(q, p, block_size=16) - float(penalties.mmd(q, p, "imq"))) < 1e-4
+    True
   """
   qz, pz = jnp.asarray(qz, jnp.float32), jnp.asarray(pz, jnp.float32)
   if qz.ndim != 2 or qz.shape != pz.shape:
@@ -114,6 +121,13 @@ def knn_accuracy(train_codes: jax.Array, train_labels: jax.Array, test_codes: ja
 
   Returns:
     The fraction of test codes whose vote equals their label, in [0, 1].
+
+  Example:
+
+    >>> train = jnp.array([[0.0], [1.0], [10.0], [11.0]])
+    >>> knn_accuracy(train, jnp.array([0, 0, 1, 1]), jnp.array([[0.5], [9.0]]),
+    ...              jnp.array([0, 0]), k=2)
+    0.5
   """
   train_codes = jnp.asarray(train_codes, jnp.float32)
   test_codes = jnp.asarray(test_codes, jnp.float32)
@@ -133,6 +147,13 @@ def nearest_center_accuracy(codes: jax.Array, labels: jax.Array, centers: jax.Ar
   """Fraction of codes whose nearest row of ``centers`` (K, d) has the code's label as index.
 
   For a label-conditioned gaussian mixture prior, ``centers = prior.means()``.
+
+  Example:
+
+    >>> from aaejax import priors
+    >>> centers = priors.GaussianMixture().means()
+    >>> nearest_center_accuracy(1.1 * centers, jnp.arange(10), centers)
+    1.0
   """
   codes, centers = jnp.asarray(codes, jnp.float32), jnp.asarray(centers, jnp.float32)
   if codes.ndim != 2 or centers.ndim != 2 or codes.shape[1] != centers.shape[1]:
@@ -149,6 +170,13 @@ def swiss_roll_segment(codes: jax.Array, prior, num_points: int = 10_000) -> jax
   (``prior.position(u)``); the nearest sample's u gives the segment
   floor(u · K), clipped to K − 1 (K = ``prior.num_classes``). Jitted, with
   ``prior`` (hashable, e.g. :class:`aaejax.priors.SwissRoll`) static.
+
+  Example:
+
+    >>> from aaejax import priors
+    >>> roll = priors.SwissRoll()
+    >>> swiss_roll_segment(roll.position(jnp.array([0.05, 0.55, 0.95])), roll).tolist()
+    [0, 5, 9]
   """
   codes = jnp.asarray(codes, jnp.float32)
   if codes.ndim != 2 or codes.shape[1] != 2:
@@ -160,7 +188,16 @@ def swiss_roll_segment(codes: jax.Array, prior, num_points: int = 10_000) -> jax
 
 
 def segment_accuracy(codes: jax.Array, labels: jax.Array, prior) -> float:
-  """Fraction of 2-D codes lying nearest to their own class's swiss-roll segment."""
+  """Fraction of 2-D codes lying nearest to their own class's swiss-roll segment.
+
+  Example:
+
+    >>> from aaejax import priors
+    >>> roll = priors.SwissRoll()
+    >>> codes = roll.position(jnp.array([0.05, 0.55, 0.95, 0.95]))
+    >>> segment_accuracy(codes, jnp.array([0, 5, 9, 0]), roll)
+    0.75
+  """
   return float(jnp.mean(swiss_roll_segment(codes, prior) == jnp.asarray(labels)))
 
 
@@ -183,6 +220,12 @@ def cluster_error(train_clusters, train_labels, test_clusters, test_labels, num_
 
   Returns:
     The test error in percent, in [0, 100].
+
+  Example:
+
+    >>> # Cluster 0 is mostly label 3, cluster 1 label 5, cluster 2 has no training member.
+    >>> cluster_error([0, 0, 0, 1], [3, 3, 4, 5], [0, 1, 1, 2], [3, 5, 3, 3], num_clusters=3)
+    50.0
   """
   train_clusters, train_labels = np.asarray(train_clusters), np.asarray(train_labels)
   test_clusters, test_labels = np.asarray(test_clusters), np.asarray(test_labels)
@@ -195,7 +238,15 @@ def cluster_error(train_clusters, train_labels, test_clusters, test_labels, num_
 
 
 def error_rate(logits_or_pred: jax.Array, labels: jax.Array) -> float:
-  """Percent of wrong predictions: argmax of (n, K) logits, or (n,) predicted labels."""
+  """Percent of wrong predictions: argmax of (n, K) logits, or (n,) predicted labels.
+
+  Example:
+
+    >>> error_rate(jnp.array([[2.0, 0.0], [0.0, 1.0]]), jnp.array([0, 0]))
+    50.0
+    >>> error_rate(jnp.array([1, 1, 0, 1]), jnp.array([1, 1, 1, 1]))
+    25.0
+  """
   pred = jnp.asarray(logits_or_pred)
   if pred.ndim == 2:
     pred = jnp.argmax(pred, axis=-1)

@@ -1,10 +1,12 @@
-"""Flax linen networks: MLP and DCGAN-style conv encoders/decoders, latent critics.
+"""Flax linen networks: MLP and DCGAN-style encoders/decoders, latent and image critics.
 
 Encoders return a dict of heads: ``"z"`` (the code, or the posterior mean),
 ``"z_logvar"`` (only with ``gaussian=True``) and ``"y_logits"`` (only with
 ``num_categories > 0``, for the categorical heads of the label-aware AAEs).
 Decoders return logits with the image's shape; :func:`reconstruction_loss` turns
-them into a Bernoulli or gaussian negative log-likelihood.
+them into a Bernoulli or gaussian negative log-likelihood. The GAN family's
+generators are these decoders (noise in, image logits out); its critics
+(:class:`ImageCritic`, :class:`ConvCritic`) return one logit per image.
 
 Sizes follow the papers: the AAE paper's MNIST MLPs have two hidden layers of
 1000 ReLU units (:data:`AAE_HIDDEN`); the WAE paper's conv nets use 4×4 kernels
@@ -96,6 +98,45 @@ class Critic(nn.Module):
     if cond is not None:
       z = jnp.concatenate([z, cond.astype(z.dtype)], axis=-1)
     return MLP(self.hidden, 1, name="mlp")(z)[:, 0]
+
+
+class ImageCritic(nn.Module):
+  """Image critic of the GAN family: flattened image -> LeakyReLU MLP -> one logit."""
+
+  hidden: Sequence[int] = AAE_HIDDEN
+  negative_slope: float = 0.2
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    del train
+    h = x.reshape(x.shape[0], -1)
+    for i, w in enumerate(self.hidden):
+      h = nn.leaky_relu(nn.Dense(w, name=f"hidden_{i}")(h), self.negative_slope)
+    return nn.Dense(1, name="out")(h)[:, 0]
+
+
+class ConvCritic(nn.Module):
+  """DCGAN discriminator (Radford et al. 2016): stride-2 convs, LeakyReLU 0.2, one logit.
+
+  Batch norm after every conv but the first (as in DCGAN); 28×28 inputs with
+  ``channels=(64, 128)`` end at 7×7, 64×64 inputs with ``(64, 128, 256, 512)`` at
+  4×4; a dense layer gives the logit.
+  """
+
+  channels: Sequence[int] = (64, 128, 256, 512)
+  kernel_size: int = 4
+  batch_norm: bool = True
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    h = x
+    k = (self.kernel_size, self.kernel_size)
+    for i, c in enumerate(self.channels):
+      h = nn.Conv(c, k, strides=(2, 2), padding="SAME", name=f"conv_{i}")(h)
+      if i:
+        h = _norm(self.batch_norm, train, f"bn_{i}")(h)
+      h = nn.leaky_relu(h, 0.2)
+    return nn.Dense(1, name="out")(h.reshape(h.shape[0], -1))[:, 0]
 
 
 def _norm(use_bn: bool, train: bool, name: str):

@@ -45,6 +45,11 @@ def make_mesh(num_devices: int | None = None) -> Mesh:
 
   With several processes (after ``jax.distributed.initialize()``),
   ``num_devices`` must be left ``None``: the mesh spans every process's devices.
+
+  Example:
+
+    >>> dict(make_mesh(1).shape)
+    {'batch': 1}
   """
   devices = jax.devices()
   if num_devices is None or num_devices == 0:
@@ -83,6 +88,13 @@ def replicate(tree: Any, mesh: Mesh) -> Any:
   Like ``jax.device_put(tree, replicated(mesh))``, but also valid with several
   processes for typed PRNG keys (moved as their raw key data). With several
   processes every process must pass the same values.
+
+  Example:
+
+    >>> import jax.numpy as jnp
+    >>> state = replicate({"w": jnp.ones(2), "rng": jax.random.key(0)}, make_mesh(1))
+    >>> state["w"].is_fully_replicated, local_copy(state)["w"].tolist()
+    (True, [1.0, 1.0])
   """
   sharding = replicated(mesh)
 
@@ -121,6 +133,11 @@ def process_rows(mesh: Mesh, batch_size: int) -> np.ndarray:
   They are what ``jax.make_array_from_process_local_data`` expects as this
   process's data for the batch sharding: the union of its devices' slices.
   One process: ``arange(batch_size)``.
+
+  Example:
+
+    >>> process_rows(make_mesh(1), 4).tolist()  # one process holds every row
+    [0, 1, 2, 3]
   """
   check_batch_size(batch_size, mesh)
   slices = batch_sharding(mesh).addressable_devices_indices_map((batch_size,)).values()
@@ -133,6 +150,13 @@ def global_batch(local: Mapping[str, np.ndarray], mesh: Mesh, batch_size: int) -
   """A global batch sharded over ``mesh`` from this process's rows (host arrays).
 
   ``local[k]`` holds the rows :func:`process_rows` names, in that order.
+
+  Example:
+
+    >>> mesh = make_mesh(1)
+    >>> rows = process_rows(mesh, 4)
+    >>> global_batch({"x": np.arange(10)[rows]}, mesh, 4)["x"].tolist()
+    [0, 1, 2, 3]
   """
   sharding = batch_sharding(mesh)
   return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v),

@@ -20,7 +20,13 @@ KERNELS = ("rbf", "imq")
 
 
 def sq_distances(x: jax.Array, y: jax.Array) -> jax.Array:
-  """(n, m) squared Euclidean distances, as ‖x‖² + ‖y‖² − 2x·y (the authors' form)."""
+  """(n, m) squared Euclidean distances, as ‖x‖² + ‖y‖² − 2x·y (the authors' form).
+
+  Example:
+
+    >>> sq_distances(jnp.array([[0.0, 0.0]]), jnp.array([[3.0, 4.0], [0.0, 1.0]])).tolist()
+    [[25.0, 1.0]]
+  """
   xx = jnp.sum(jnp.square(x), axis=1)
   yy = jnp.sum(jnp.square(y), axis=1)
   return xx[:, None] + yy[None, :] - 2.0 * (x @ y.T)
@@ -39,6 +45,11 @@ def kth_largest(x: jax.Array, k: int) -> jax.Array:
   pattern) instead of a sort: O(32·size) vectorised work, about 25× faster than
   ``jnp.sort`` for a 256×256 matrix on CPU. The gradient flows to the selected
   entry, as through a sort or ``top_k``.
+
+  Example:
+
+    >>> float(kth_largest(jnp.array([[3.0, -1.0], [2.0, -5.0]]), 3))
+    -1.0
   """
   flat = jnp.ravel(x)
   keys = _sortable_bits(lax.stop_gradient(flat))
@@ -136,5 +147,11 @@ def generator_loss(fake_logits: jax.Array) -> jax.Array:
 
 
 def critic_accuracy(real_logits: jax.Array, fake_logits: jax.Array) -> jax.Array:
-  """Fraction of real and fake inputs the critic classifies correctly."""
+  """Fraction of real and fake inputs the critic classifies correctly.
+
+  Example:
+
+    >>> float(critic_accuracy(jnp.array([1.0, -1.0]), jnp.array([-2.0, -3.0])))
+    0.75
+  """
   return 0.5 * (jnp.mean(real_logits > 0) + jnp.mean(fake_logits < 0))

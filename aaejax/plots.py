@@ -47,6 +47,14 @@ def latent_scatter(path, z, labels=None, title: str = "", num_classes: int = 10,
     title: figure title.
     num_classes: number of label values.
     max_points: draw at most the first ``max_points`` codes.
+
+  Example:
+
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "z.png")
+    >>> path = latent_scatter(path, np.zeros((3, 2)), labels=[0, 1, 2])
+    >>> plt.imread(path).shape  # (height, width, RGBA)
+    (500, 600, 4)
   """
   z = np.asarray(z)
   if z.ndim != 2 or z.shape[1] < 2:
@@ -158,6 +166,12 @@ def gaussian_percentile_grid(n: int, dim: int = 2, std: float = 1.0) -> np.ndarr
   Each of the first two coordinates takes the values std · Φ⁻¹(linspace(0.05,
   0.95, n)), in the module's grid order (the AAE paper's Fig. 2 manifold for a
   gaussian prior); the other coordinates are 0 (the mean).
+
+  Example:
+
+    >>> grid = gaussian_percentile_grid(3, dim=4)
+    >>> grid.shape, grid[4].tolist()  # the centre of the grid is the mean
+    ((9, 4), [0.0, 0.0, 0.0, 0.0])
   """
   if dim < 2:
     raise ValueError(f"dim must be >= 2, got {dim}.")
@@ -170,6 +184,11 @@ def box_grid(n: int, low, high) -> np.ndarray:
 
   ``low`` and ``high`` are scalars or per-coordinate pairs (e.g. percentiles of
   prior samples).
+
+  Example:
+
+    >>> box_grid(2, -1.0, 1.0).tolist()  # row 0 (top) first, x increasing along each row
+    [[-1.0, 1.0], [1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]]
   """
   low, high = np.broadcast_to(low, (2,)), np.broadcast_to(high, (2,))
   return _grid(np.linspace(low[0], high[0], n), np.linspace(low[1], high[1], n))

@@ -25,7 +25,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import jax

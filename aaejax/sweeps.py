@@ -31,15 +31,13 @@ from __future__ import annotations
 import itertools
 import json
 import os
-import time
 from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-import tqdm
 
-from aaejax import checkpoints, data, models, parallel, plots, train
+from aaejax import checkpoints, data, evaluation, figures, models, parallel, train
 
 Grid = Mapping[str, Sequence[Any]]
 
@@ -114,7 +112,7 @@ def init_members(model, configs: Sequence[Mapping]) -> Any:
   config (:func:`aaejax.models.hparams_from_config`). The configs must agree on
   everything that shapes ``model`` (only sweepable fields may differ).
   """
-  init = jax.jit(model.init)  # as in a solo run
+  init = model.init  # compiled, the same program as in a solo run
   return stack_states([init(member_keys(c["seed"])[0], models.hparams_from_config(model, c))
                        for c in configs])
 
@@ -126,27 +124,17 @@ def _as_dict(config) -> dict:
   return config.to_dict() if hasattr(config, "to_dict") else dict(config)
 
 
-def sweepable_fields(model, config) -> dict[str, str]:
+def sweepable_fields(model, config=None) -> dict[str, str]:
   """Config fields a sweep may vary -> what they set: ``"seed"`` or an hparam name.
 
-  A field is sweepable when it is the seed or it sets one of ``model``'s hparams
-  through :func:`aaejax.models.hparams_from_config` (learning rates, loss
-  weights such as λ = ``penalty_weight``, ``prior_scale``, ``kernel_scale``,
-  ``critic_noise``…): arrays in the state, not trace constants. Fields that
-  shape the model or the data (``latent_dim``, ``prior``, ``penalty``,
-  ``batch_size``…) are not.
+  The seed and the fields that set ``model``'s hparams, as the model declares
+  them (:meth:`aaejax.core.Model.hparam_fields`: learning rates, loss weights such
+  as λ = ``penalty_weight``, ``prior_scale``, ``kernel_scale``, ``critic_noise``…):
+  arrays in the state, not trace constants. Fields that shape the model or the
+  data (``latent_dim``, ``prior``, ``penalty``, ``batch_size``…) are not.
   """
-  base_cfg = _as_dict(config)
-  base = models.hparams_from_config(model, base_cfg)
-  fields = {"seed": "seed"}
-  for name, value in base_cfg.items():
-    if name == "seed" or isinstance(value, bool) or not isinstance(value, (int, float)):
-      continue
-    probe = models.hparams_from_config(model, {**base_cfg, name: value + 1})
-    changed = sorted(k for k in probe if probe[k] != base.get(k))
-    if changed:
-      fields[name] = ",".join(changed)
-  return fields
+  del config
+  return {"seed": "seed", **{f: h for h, f in model.hparam_fields().items()}}
 
 
 def _describe(fields: Mapping[str, str]) -> str:
@@ -202,7 +190,7 @@ def parse_grid(grid: Grid | Sequence[str], config, model) -> dict[str, list]:
   for field, values in entries:
     if field in out:
       raise ValueError(f"grid field {field!r} given twice.")
-    if field not in fields:
+    if field not in fields or field not in cfg:
       why = "is not a config field" if field not in cfg else (
           "shapes the model, the data or the loop, so it cannot vary inside one vmapped program")
       raise ValueError(f"cannot sweep {field!r}: it {why}. Sweepable fields of this "
@@ -269,6 +257,21 @@ def _summary(path, config, grid, values, results):
     f.write("\n".join(lines) + "\n")
 
 
+def make_sweep_fn(model, batch_size: int, mesh, train_axes: Mapping[str, int | None],
+                  perm_axis: int | None, stream_axes: Mapping[str, Mapping[str, int | None]]):
+  """The sweep's step over stacked states: :func:`vmap_step` of the training loop's step.
+
+  ``(states, arrays, perm, index, streams) -> (states, metrics)``, each member
+  running :func:`aaejax.train.make_train_fn`'s step; ``train_axes``,
+  ``perm_axis`` and ``stream_axes`` say which inputs are stacked per member (0)
+  or shared (None). Jit it with ``aaejax.train.jit_step(..., vmapped=True)``;
+  ``experiments/benchmark.py`` times this same function.
+  """
+  step_fn = train.make_train_fn(model, batch_size, mesh, jit=False)
+  return vmap_step(step_fn, (0, dict(train_axes), perm_axis, None,
+                             {k: dict(v) for k, v in stream_axes.items()}))
+
+
 def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str, float]]:
   """Trains every configuration of ``grid`` over ``config`` as one vmapped program.
 
@@ -288,9 +291,7 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
   mesh = parallel.make_mesh(config.get("num_devices") or None)
   parallel.check_batch_size(config.batch_size, mesh)
   replicated = parallel.replicated(mesh)
-  data_dir = config.get("data_dir") or None
-  train_np = data.load_numpy(config.dataset, "train", data_dir)
-  test_np = data.load_numpy(config.dataset, "test", data_dir)
+  train_np, test_np = train.load_splits(config)
   model = models.create(config, train_np["image"].shape[1:])
   grid = parse_grid(grid, config, model)
   configs = member_configs(config, grid)
@@ -308,28 +309,27 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
         raise ValueError(f"{workdir} holds a different sweep ({sweep_json}); use a new workdir.")
   with open(sweep_json, "w") as f:
     json.dump(manifest, f, indent=2)
-  with open(os.path.join(workdir, "config.json"), "w") as f:
-    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  train.write_config(config, workdir)
   dirs = [os.path.join(workdir, f"member_{i}") for i in range(k)]
   for d, c in zip(dirs, configs):
     os.makedirs(d, exist_ok=True)
-    with open(os.path.join(d, "config.json"), "w") as f:
-      f.write(c.to_json_best_effort(indent=2, sort_keys=True))
+    train.write_config(c, d)
 
   # Data: as in a solo run, per member (a model may relabel the training set per seed);
   # arrays equal across members are stored once and broadcast by the vmap.
-  prepare = getattr(model, "prepare_train_data", None)
-  prepared = [prepare(train_np, c) if prepare else (train_np, None) for c in configs]
+  prepared = [train.run_data(model, train_np, c.seed) for c in configs]
   train_arrays, train_axes = _share_or_stack([p[0] for p in prepared], replicated)
-  labeled, labeled_axes = (_share_or_stack([p[1] for p in prepared], replicated)
-                           if prepared[0][1] else (None, None))
+  streams, stream_axes = {}, {}
+  for name in model.streams():
+    streams[name], stream_axes[name] = _share_or_stack([p[1][name] for p in prepared],
+                                                       replicated)
   test = data.DeviceDataset(test_np, replicated).arrays
   num_train = train_np["image"].shape[0]
   if not 0 < config.batch_size <= num_train:
     raise ValueError(f"batch_size={config.batch_size} must be in [1, {num_train}]")
   steps_per_epoch = num_train // config.batch_size
-  n_eval = min(train.EVAL_TRAIN_CODES, num_train)
-  subsets = _dedupe([{kk: v[:n_eval] for kk, v in p[0].items()} for p in prepared], replicated)
+  subsets = _dedupe([train.eval_subset(p[0]) for p in prepared], replicated)
+  evaluate = evaluation.Evaluation(model, config, test)
 
   keys = [member_keys(c.seed) for c in configs]
   seeds = [c.seed for c in configs]
@@ -342,71 +342,34 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
   states = jax.device_put(init_members(model, configs), replicated)
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
                                   config.get("max_checkpoints", 3))
-  resume_step = ckpt.latest_step()
-  if resume_step is not None:
-    states = ckpt.restore(states)
-  writers = [train.MetricsWriter(d, resume_step) for d in dirs]
-
-  step_fn = train.make_train_fn(model, config.batch_size, mesh,
-                                getattr(model, "labeled_batch_size", config.batch_size), jit=False)
-  sweep_fn = train.jit_step(vmap_step(step_fn, (0, train_axes, None if shared_order else 0, None,
-                                               labeled_axes)), vmapped=True)
+  sweep_fn = train.jit_step(make_sweep_fn(model, config.batch_size, mesh, train_axes,
+                                          None if shared_order else 0, stream_axes),
+                            vmapped=True)
   perm_fn = jax.jit(data.epoch_permutation, static_argnums=2, out_shardings=replicated)
-  eval_fn = train.make_eval_fn(model)
+  order = {"epoch": None, "perm": None}
 
   def permutations(epoch):
     by_seed = {s: perm_fn(keys[i][1], epoch, num_train) for i, s in enumerate(seeds)
                if i == seeds.index(s)}
     return by_seed[seeds[0]] if shared_order else jnp.stack([by_seed[s] for s in seeds])
 
-  step = int(states.step[0])
-  last_eval: list[dict] = [{} for _ in range(k)]
-  bar = tqdm.tqdm(total=config.num_steps, initial=step, dynamic_ncols=True,
-                  disable=config.get("disable_progress", False), desc=f"{config.model} x{k}")
-  clock = [time.perf_counter(), step]
-  holder = {"states": states, "epoch": None, "perm": None}
+  def train_step(states, step):
+    epoch = step // steps_per_epoch
+    if epoch != order["epoch"]:
+      order.update(epoch=epoch, perm=permutations(epoch))
+    return sweep_fn(states, train_arrays, order["perm"], step % steps_per_epoch, streams)
 
-  def one_step(step):
-    if step // steps_per_epoch != holder["epoch"]:
-      holder["epoch"] = step // steps_per_epoch
-      holder["perm"] = permutations(holder["epoch"])
-    holder["states"], metrics = sweep_fn(holder["states"], train_arrays, holder["perm"],
-                                         step % steps_per_epoch, labeled)
-    bar.update(1)
-    return metrics
+  def evaluate_at(states, step):
+    del step
+    return [evaluate(member(states, i), subsets[i], keys[i][2]) for i in range(k)]
 
-  def log(s, m):
-    m = jax.device_get(m)
-    now = time.perf_counter()
-    rate = (s - clock[1]) / (now - clock[0])
-    clock[:] = [now, s]
-    for i, w in enumerate(writers):
-      w.write(s, {**{f"train/{n}": v[i] for n, v in m.items()}, "train/steps_per_sec": rate})
-
-  def evaluate_at(s):
-    for i in range(k):
-      last_eval[i] = writers[i].write(s, train.evaluate(
-          model, member(holder["states"], i), eval_fn, test, subsets[i], keys[i][2]))
-    clock[:] = [time.perf_counter(), s]  # steps/s excludes evaluation
-
-  train.run_steps(config, step, one_step, log, evaluate_at,
-                  lambda s: ckpt.save(s, holder["states"], force=True))
-  states = holder["states"]
-  bar.close()
-  ckpt.wait()
-  ckpt.close()
-  for i, w in enumerate(writers):
-    if config.get("plots", True):
-      train.make_plots(model, member(states, i), dirs[i], test, keys[i][2])
-      rows = [json.loads(r) for r in open(w.path)]
-      plots.loss_curves(os.path.join(dirs[i], "plots", "curves.png"), rows,
-                        sorted({n for r in rows for n in r if n != "step"}))
-    w.close()
-    if not last_eval[i] and os.path.exists(w.path):
-      # Nothing left to train: report the last eval event of the finished sweep.
-      for r in open(w.path):
-        row = json.loads(r)
-        if any(n.startswith("eval/") for n in row):
-          last_eval[i] = row
+  states, last_eval = train.loop(
+      config, state=states, ckpt=ckpt, workdirs=dirs, train_step=train_step,
+      split=lambda m: [{n: v[i] for n, v in m.items()} for i in range(k)],
+      evaluate=evaluate_at, desc=f"{config.model} x{k}")
+  if config.get("plots", True):
+    for i, d in enumerate(dirs):
+      figures.make_figures(model, member(states, i), os.path.join(d, "plots"), test, keys[i][2])
+      train.curves(d)
   _summary(os.path.join(workdir, "summary.md"), config, grid, values, last_eval)
   return last_eval

@@ -6,6 +6,12 @@ eval event), TensorBoard events in ``tb/``, ``checkpoints/`` and ``plots/``.
 Re-running with the same ``workdir`` resumes from the latest checkpoint and ends
 bit-identical to an uninterrupted run: data order is a function of
 ``(seed, epoch)`` and step randomness of ``fold_in(state.rng, step)``.
+
+The pieces are shared: :func:`make_train_fn` is the compiled step (also what
+``experiments/benchmark.py`` times), :func:`run_data` the data a model's step
+needs (its training set and streams), :func:`loop` the shell (resume, log one
+step late, evaluate, save, finish) that single runs and sweeps
+(:func:`aaejax.sweeps.run_sweep`) both run.
 """
 
 from __future__ import annotations
@@ -14,14 +20,15 @@ import functools
 import json
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from aaejax import checkpoints, data, distributed, metrics, models, parallel, plots
+from aaejax import (checkpoints, data, distributed, evaluation, figures, models, parallel,
+                    plots)
 
 EVAL_TRAIN_CODES = 10_000  # training codes that the kNN classifier searches
 
@@ -121,30 +128,40 @@ def _accepts_option(name: str, value: Any) -> bool:
   return True
 
 
-def make_train_fn(model, batch_size: int, mesh=None, labeled_batch_size: int = 0,
-                  host_batches: bool = False, jit: bool = True):
-  """Jitted ``(state, arrays, perm, index, labeled=None) -> (state, metrics)`` on device data.
+def add_streams(model, batch: dict, streams: Mapping[str, Mapping[str, jax.Array]] | None,
+                rng: jax.Array) -> dict:
+  """``batch`` plus each stream's draw (see :class:`aaejax.core.Stream`) as ``<name>_<key>``."""
+  specs = model.streams()
+  if set(specs) != set(streams or {}):
+    raise ValueError(f"{type(model).__name__} needs the data streams {sorted(specs)}, got "
+                     f"{sorted(streams or {})}.")
+  for i, name in enumerate(sorted(specs)):
+    arrays = streams[name]
+    n = next(iter(arrays.values())).shape[0]
+    idx = jax.random.randint(jax.random.fold_in(rng, 1 + i), (specs[name].batch_size,), 0, n)
+    batch.update({f"{name}_{k}": jnp.take(v, idx, axis=0) for k, v in arrays.items()})
+  return batch
 
-  Gathers batch ``index`` of permutation ``perm`` on device, shards it over the
-  mesh's batch axis, and runs ``model.train_step`` with ``fold_in(state.rng, step)``.
-  With ``labeled`` (a dict of arrays, e.g. the labelled subset of a
-  semi-supervised run), it also draws ``labeled_batch_size`` examples of it
-  uniformly (key ``fold_in(step_rng, 1)``) into the batch as ``labeled_<name>``.
-  The state's buffers are donated. With ``host_batches`` (multi-process runs)
-  the function is ``(state, batch, labeled=None)`` and takes the global batch
-  already built (:meth:`aaejax.distributed.ProcessShardedDataset.batch`).
-  With ``jit=False`` it returns the unjitted ``(state, arrays, perm, index,
-  labeled=None)`` function, for callers that transform it further
-  (:mod:`aaejax.sweeps` vmaps it over stacked states).
+
+def make_train_fn(model, batch_size: int, mesh=None, host_batches: bool = False,
+                  jit: bool = True):
+  """Jitted ``(state, arrays, perm, index, streams=None) -> (state, metrics)`` on device data.
+
+  Gathers batch ``index`` of permutation ``perm`` on device, adds the model's
+  streams (:func:`add_streams`, ``streams`` a dict name -> device arrays),
+  shards the batch over the mesh's batch axis, and runs ``model.train_step``
+  with ``fold_in(state.rng, step)``. The state's buffers are donated. With
+  ``host_batches`` (multi-process runs) the function is ``(state, batch,
+  streams=None)`` and takes the global batch already built
+  (:meth:`aaejax.distributed.ProcessShardedDataset.batch`). With ``jit=False``
+  it returns the unjitted ``(state, arrays, perm, index, streams=None)``
+  function, for callers that transform it further (:mod:`aaejax.sweeps` vmaps it).
   """
 
-  def train_fn(state, arrays, perm=None, index=None, labeled=None):
+  def train_fn(state, arrays, perm=None, index=None, streams=None):
     batch = dict(arrays) if host_batches else data.gather_batch(arrays, perm, index, batch_size)
     rng = jax.random.fold_in(state.rng, state.step)
-    if labeled is not None:
-      n = next(iter(labeled.values())).shape[0]
-      idx = jax.random.randint(jax.random.fold_in(rng, 1), (labeled_batch_size,), 0, n)
-      batch.update({f"labeled_{k}": jnp.take(v, idx, axis=0) for k, v in labeled.items()})
+    batch = add_streams(model, batch, streams, rng)
     if mesh is not None:
       batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
     return model.train_step(state, batch, rng)
@@ -152,123 +169,138 @@ def make_train_fn(model, batch_size: int, mesh=None, labeled_batch_size: int = 0
   if not jit:
     return train_fn
   if host_batches:
-    return jit_step(lambda state, batch, labeled=None: train_fn(state, batch, labeled=labeled))
+    return jit_step(lambda state, batch, streams=None: train_fn(state, batch, streams=streams))
   return jit_step(train_fn)
 
 
-def _batched(fn, arrays, batch_size):
-  """Applies jittable ``fn(batch) -> dict`` over the leading axis in chunks, on device."""
-  n = next(iter(arrays.values())).shape[0]
-  usable = n - n % batch_size
-  chunks = jax.tree.map(lambda a: a[:usable].reshape(-1, batch_size, *a.shape[1:]), arrays)
-  out = jax.lax.map(fn, chunks)
-  out = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), out)
-  if usable < n:
-    rest = fn(jax.tree.map(lambda a: a[usable:], arrays))
-    out = jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
-  return out
+def load_splits(config) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+  """The config's train and test splits, on host."""
+  data_dir = config.get("data_dir") or None
+  return (data.load_numpy(config.dataset, "train", data_dir),
+          data.load_numpy(config.dataset, "test", data_dir))
 
 
-def make_eval_fn(model, eval_batch_size: int = 500):
-  """Jitted ``(state, test_arrays, train_arrays, rng) -> per-example outputs``."""
+def run_data(model, train_np: Mapping[str, np.ndarray], seed: int
+             ) -> tuple[Mapping[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
+  """(the training set as the model's step sees it, its streams' arrays) for ``seed``.
 
-  @jax.jit
-  def eval_fn(state, test, train, rng):
-    fn = functools.partial(model.eval_batch, state)
-    test_out = _batched(fn, test, eval_batch_size)
-    train_out = _batched(fn, train, eval_batch_size)
-    n = test_out["z"].shape[0]
-    return {"test": test_out, "train_z": train_out["z"],
-            "prior": model.sample_prior(state, rng, n)}
-
-  return eval_fn
-
-
-def evaluate(model, state, eval_fn, test, train_subset, rng) -> dict[str, float]:
-  """``eval/…`` metrics on the test split (see the README's table of metrics)."""
-  out = eval_fn(state, test, train_subset, rng)
-  t = out["test"]
-  result = {
-      "eval/recon_loss": float(jnp.mean(t["recon_loss"])),
-      "eval/mmd_to_prior": float(metrics.mmd_imq_blockwise(t["z"], out["prior"])),
-  }
-  # Training examples that a model relabelled as unlabelled (label < 0) do not vote.
-  labelled = np.asarray(train_subset["label"]) >= 0
-  if labelled.sum() >= 5:
-    result["eval/knn_accuracy"] = metrics.knn_accuracy(
-        out["train_z"][labelled], train_subset["label"][labelled], t["z"], test["label"], k=5)
-  extra = getattr(model, "eval_metrics", None)
-  if extra is not None:
-    result.update(extra(state, out, test, train_subset))
-  return result
-
-
-def make_plots(model, state, workdir, test, rng, num_examples: int = 5000) -> list[str]:
-  """The paper-style figures of a trained model, in ``workdir/plots``."""
-  d = os.path.join(workdir, "plots")
-  r = jax.random.split(rng, 3)
-  images = test["image"][:num_examples]
-  labels = np.asarray(test["label"][:num_examples])
-  heads = jax.jit(model.encode)(state, images)
-  z = np.asarray(model.latent(heads))
-  prior_labels = (jax.random.randint(r[0], (num_examples,), 0, model.prior.num_classes)
-                  if getattr(model.prior, "num_classes", None) else None)
-  pz = np.asarray(model.sample_prior(state, r[1], num_examples, prior_labels))
-  paths = [plots.latent_scatter(os.path.join(d, "latent_qz.png"), z, labels, title="q(z), test set"),
-           plots.prior_scatter(os.path.join(d, "prior_pz.png"), pz,
-                               None if prior_labels is None else np.asarray(prior_labels))]
-  decode = jax.jit(model.decode)
-  if model.decoder_input_dim() == 2:
-    n = 20
-    if isinstance(model.prior, models.base.priors_lib.Gaussian):
-      grid = plots.gaussian_percentile_grid(n, std=float(state.hparams["prior_scale"])
-                                            * model.prior.std)
-    else:
-      lo, hi = np.percentile(pz, [1, 99], axis=0)
-      grid = plots.box_grid(n, lo, hi)
-    paths.append(plots.manifold(os.path.join(d, "manifold.png"),
-                                np.asarray(decode(state, jnp.asarray(grid, jnp.float32))), n,
-                                title="decoded grid"))
-  originals = np.asarray(data.to_float(images[:50]))
-  recons = np.asarray(decode(state, model.decoder_input(heads, jnp.asarray(labels))[:50]))
-  pairs = np.stack([originals, recons], 1).reshape(-1, *originals.shape[1:])
-  paths.append(plots.image_grid(os.path.join(d, "reconstructions.png"), pairs, 10,
-                                title="test images (odd columns) and reconstructions (even)"))
-  paths.append(plots.image_grid(os.path.join(d, "samples.png"),
-                                np.asarray(model.generate(state, r[2], 100)), 10,
-                                title="decoded prior samples"))
-  extra = getattr(model, "extra_plots", None)
-  if extra is not None:
-    paths.extend(extra(state, d, test, rng))
-  return paths
-
-
-def run_steps(config, step: int, train_step, log, evaluate_at, save) -> None:
-  """The loop's schedule, shared by single runs and sweeps.
-
-  Runs ``train_step(step) -> device metrics`` until ``config.num_steps``;
-  ``log(step, metrics)`` gets each ``log_every``-th step's metrics one step late
-  (after the next step is dispatched, so the host never waits for the device);
-  ``evaluate_at(step)`` and ``save(step)`` run every ``eval_every`` and
-  ``checkpoint_every`` steps and at the last step.
+  Streams select from the training set as loaded (e.g. before labels are hidden).
   """
+  streams = {name: s.select(train_np, seed) for name, s in model.streams().items()}
+  return model.train_data(train_np, seed), streams
+
+
+def eval_subset(train_np: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """The training examples evaluators use as a reference set (kNN, cluster labels)."""
+  n = min(EVAL_TRAIN_CODES, next(iter(train_np.values())).shape[0])
+  return {k: v[:n] for k, v in train_np.items()}
+
+
+def _last_eval(path: str) -> dict:
+  """The last eval event of ``metrics.jsonl`` (for a run with nothing left to train)."""
+  last = {}
+  if os.path.exists(path):
+    for r in open(path):
+      row = json.loads(r)
+      if any(k.startswith("eval/") for k in row):
+        last = row
+  return last
+
+
+def curves(workdir: str) -> str:
+  """``plots/curves.png``: every metric of ``workdir/metrics.jsonl`` against the step."""
+  rows = [json.loads(r) for r in open(os.path.join(workdir, "metrics.jsonl"))]
+  return plots.loss_curves(os.path.join(workdir, "plots", "curves.png"), rows,
+                           sorted({k for r in rows for k in r if k != "step"}))
+
+
+def loop(config, *, state, ckpt: checkpoints.Checkpointer, workdirs: Sequence[str],
+         train_step: Callable[[Any, int], tuple[Any, Any]],
+         split: Callable[[Mapping], list[dict]],
+         evaluate: Callable[[Any, int], list[dict]], desc: str, lead: bool = True):
+  """The loop shell of single runs and sweeps: resume, train, log, evaluate, save.
+
+  Args:
+    config: ``num_steps``, ``log_every``, ``eval_every``, ``checkpoint_every``,
+      ``disable_progress``.
+    state: a fresh state (replaced by the latest checkpoint of ``ckpt`` if any).
+    ckpt: the run's checkpointer.
+    workdirs: one directory per member (one for a single run); each gets its
+      ``metrics.jsonl`` and TensorBoard events.
+    train_step: ``(state, step) -> (state, device metrics)``, dispatching step ``step``.
+    split: device-fetched metrics -> one dict per member.
+    evaluate: ``(state, step) -> [eval metrics per member]``.
+    desc: the progress bar's label.
+    lead: whether this process writes (process 0).
+
+  Each ``log_every``-th step's metrics are logged one step late (after the next
+  step is dispatched, so the host never waits for the device); evaluation runs
+  every ``eval_every`` steps and at the last step, a checkpoint is saved every
+  ``checkpoint_every`` steps and at the last step.
+
+  Returns:
+    ``(final state, last eval metrics per member)``.
+  """
+  resume_step = ckpt.latest_step()
+  if resume_step is not None:
+    state = ckpt.restore(state)
+  writers = [MetricsWriter(d, resume_step) if lead else None for d in workdirs]
+  step = int(np.ravel(jax.device_get(state.step))[0])
+  last_eval: list[dict] = [{} for _ in workdirs]
+  bar = tqdm.tqdm(total=config.num_steps, initial=step, dynamic_ncols=True, desc=desc,
+                  disable=not lead or config.get("disable_progress", False))
+  clock = [time.perf_counter(), step]  # start of the current timing window
   pending = None
-  while step < config.num_steps:
-    metrics = train_step(step)
-    step += 1
-    last = step == config.num_steps
-    if pending is not None:
-      log(*pending)
-      pending = None
-    if step % config.log_every == 0 or last:
-      pending = (step, metrics)
-    if step % config.eval_every == 0 or last:
+
+  def log(s, m):
+    rows = split(jax.device_get(m))
+    now = time.perf_counter()
+    rate = (s - clock[1]) / (now - clock[0])
+    clock[:] = [now, s]
+    for w, row in zip(writers, rows):
+      if w is not None:
+        w.write(s, {**{f"train/{k}": v for k, v in row.items()}, "train/steps_per_sec": rate})
+    bar.set_postfix({k: f"{float(v):.3g}" for k, v in rows[0].items()
+                     if k in ("recon_loss", "critic_loss", "gen_loss", "penalty", "loss")})
+
+  try:
+    while step < config.num_steps:
+      state, metrics = train_step(state, step)
+      step += 1
+      bar.update(1)
+      last = step == config.num_steps
       if pending is not None:
         log(*pending)
         pending = None
-      evaluate_at(step)
-    if step % config.checkpoint_every == 0 or last:
-      save(step)
+      if step % config.log_every == 0 or last:
+        pending = (step, metrics)
+      if step % config.eval_every == 0 or last:
+        if pending is not None:
+          log(*pending)
+          pending = None
+        results = evaluate(state, step)
+        for i, (w, r) in enumerate(zip(writers, results)):
+          last_eval[i] = w.write(step, r) if w is not None else {"step": step, **r}
+        bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in results[0].items()))
+        clock[:] = [time.perf_counter(), step]  # steps/s excludes evaluation
+      if step % config.checkpoint_every == 0 or last:
+        ckpt.save(step, state, force=True)
+  finally:
+    bar.close()
+    ckpt.wait()
+    ckpt.close()
+    for w in writers:
+      if w is not None:
+        w.close()
+  for i, d in enumerate(workdirs):
+    if not last_eval[i] and lead:  # nothing left to train: the finished run's last eval
+      last_eval[i] = _last_eval(os.path.join(d, "metrics.jsonl"))
+  return state, last_eval
+
+
+def write_config(config, workdir: str) -> None:
+  with open(os.path.join(workdir, "config.json"), "w") as f:
+    f.write(config.to_json_best_effort(indent=2, sort_keys=True))
 
 
 def train_and_evaluate(config, workdir: str) -> dict[str, float]:
@@ -280,103 +312,54 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   os.makedirs(workdir, exist_ok=True)
   lead = jax.process_index() == 0
   if lead:
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+    write_config(config, workdir)
 
   mesh = parallel.make_mesh(config.get("num_devices") or None)
   parallel.check_batch_size(config.batch_size, mesh)
   replicated = parallel.replicated(mesh)
-  train_np = data.load_numpy(config.dataset, "train", config.get("data_dir") or None)
-  test_np = data.load_numpy(config.dataset, "test", config.get("data_dir") or None)
+  train_np, test_np = load_splits(config)
   model = models.create(config, train_np["image"].shape[1:])
-  # A model may relabel the training set (e.g. mark unlabelled examples with label -1)
-  # and name a labelled subset that each step samples from (``labeled_*`` batch keys).
-  prepare = getattr(model, "prepare_train_data", None)
-  train_np, labeled_np = prepare(train_np, config) if prepare else (train_np, None)
+  train_np, streams_np = run_data(model, train_np, config.seed)
   # Several processes: the train set stays on host, each process sending its rows of each
   # batch; eval and plots use process-local copies (``local``), free of collectives.
   multi = parallel.is_multiprocess()
   local = jax.local_devices()[0] if multi else replicated
   train = (distributed.ProcessShardedDataset(train_np, mesh) if multi
            else data.DeviceDataset(train_np, replicated))
-  labeled = data.DeviceDataset(labeled_np, replicated).arrays if labeled_np else None
+  streams = {k: data.DeviceDataset(v, replicated).arrays for k, v in streams_np.items()}
   test = data.DeviceDataset(test_np, local).arrays
+  train_subset = data.DeviceDataset(eval_subset(train_np), local).arrays
   steps_per_epoch = train.steps_per_epoch(config.batch_size)
+  evaluate = evaluation.Evaluation(model, config, test)
 
-  root = jax.random.key(config.seed)
-  init_rng, data_rng, eval_rng = jax.random.split(root, 3)
-  state = jax.jit(model.init)(init_rng, models.hparams_from_config(model, config))
+  init_rng, data_rng, eval_rng = jax.random.split(jax.random.key(config.seed), 3)
+  state = model.init(init_rng, models.hparams_from_config(model, config))
   state = parallel.replicate(state, mesh)
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
                                   config.get("max_checkpoints", 3))
-  resume_step = ckpt.latest_step()
-  if resume_step is not None:
-    state = ckpt.restore(state)
-  writer = MetricsWriter(workdir, resume_step)
-
-  train_fn = make_train_fn(model, config.batch_size, mesh,
-                           getattr(model, "labeled_batch_size", config.batch_size), multi)
+  train_fn = make_train_fn(model, config.batch_size, mesh, multi)
   perm_fn = jax.jit(data.epoch_permutation, static_argnums=2, out_shardings=replicated)
-  eval_fn = make_eval_fn(model)
-  n_eval_train = min(EVAL_TRAIN_CODES, train.num_examples)
-  train_subset = data.DeviceDataset({k: v[:n_eval_train] for k, v in train_np.items()},
-                                    local).arrays
+  order = {"epoch": None, "perm": None}
 
-  step = int(state.step)
-  last_eval: dict[str, float] = {}
-  bar = tqdm.tqdm(total=config.num_steps, initial=step, disable=not lead or config.get(
-      "disable_progress", False), dynamic_ncols=True, desc=config.model)
-  clock = [time.perf_counter(), step]  # start of the current timing window
-  holder = {"state": state, "epoch": None, "perm": None}
-
-  def one_step(step):
-    if step // steps_per_epoch != holder["epoch"]:
-      holder["epoch"] = epoch = step // steps_per_epoch
-      holder["perm"] = (train.permutation(data_rng, epoch) if multi
-                        else perm_fn(data_rng, epoch, train.num_examples))
+  def train_step(state, step):
+    epoch = step // steps_per_epoch
+    if epoch != order["epoch"]:
+      order.update(epoch=epoch, perm=train.permutation(data_rng, epoch) if multi
+                   else perm_fn(data_rng, epoch, train.num_examples))
     if multi:
-      batch = train.batch(holder["perm"], step % steps_per_epoch, config.batch_size)
-      holder["state"], metrics = train_fn(holder["state"], batch, labeled)
-    else:
-      holder["state"], metrics = train_fn(holder["state"], train.arrays, holder["perm"],
-                                          step % steps_per_epoch, labeled)
-    bar.update(1)
-    return metrics
+      batch = train.batch(order["perm"], step % steps_per_epoch, config.batch_size)
+      return train_fn(state, batch, streams)
+    return train_fn(state, train.arrays, order["perm"], step % steps_per_epoch, streams)
 
-  def log(s, m):
-    row = {f"train/{k}": v for k, v in jax.device_get(m).items()}
-    now = time.perf_counter()
-    row["train/steps_per_sec"] = (s - clock[1]) / (now - clock[0])
-    clock[:] = [now, s]
-    writer.write(s, row)
-    bar.set_postfix({k.split("/")[1]: f"{v:.3g}" for k, v in row.items()
-                     if k.split("/")[1] in ("recon_loss", "critic_loss", "gen_loss", "penalty")})
+  def evaluate_at(state, step):
+    del step
+    return [evaluate(parallel.local_copy(state) if multi else state, train_subset, eval_rng)]
 
-  def evaluate_at(s):
-    nonlocal last_eval
-    st = holder["state"]
-    last_eval = writer.write(s, evaluate(model, parallel.local_copy(st) if multi else st,
-                                         eval_fn, test, train_subset, eval_rng))
-    bar.write(f"step {s}: " + ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()
-                                        if k != "step"))
-    clock[:] = [time.perf_counter(), s]  # steps/s excludes evaluation
-
-  run_steps(config, step, one_step, log, evaluate_at,
-            lambda s: ckpt.save(s, holder["state"], force=True))
-  state = holder["state"]
-  bar.close()
-  ckpt.wait()
-  ckpt.close()
+  state, (last_eval,) = loop(config, state=state, ckpt=ckpt, workdirs=[workdir],
+                             train_step=train_step, split=lambda m: [m],
+                             evaluate=evaluate_at, desc=config.model, lead=lead)
   if lead and config.get("plots", True):
-    make_plots(model, parallel.local_copy(state) if multi else state, workdir, test, eval_rng)
-    rows = [json.loads(r) for r in open(writer.path)]
-    plots.loss_curves(os.path.join(workdir, "plots", "curves.png"), rows,
-                      sorted({k for r in rows for k in r if k != "step"}))
-  writer.close()
-  if not last_eval and lead and os.path.exists(writer.path):
-    # Nothing left to train: report the last eval event of the finished run.
-    for r in open(writer.path):
-      row = json.loads(r)
-      if any(k.startswith("eval/") for k in row):
-        last_eval = row
+    figures.make_figures(model, parallel.local_copy(state) if multi else state,
+                         os.path.join(workdir, "plots"), test, eval_rng)
+    curves(workdir)
   return last_eval

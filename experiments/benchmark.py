@@ -26,19 +26,22 @@ Prints one table, a row per (model, K):
 
 The step is the training loop's own (:func:`aaejax.train.make_train_fn`: one
 compiled program for all phases, the batch gathered from a device-resident
-dataset, the state donated, no host round trip); a sweep (``--sweep=K``) is
-:func:`aaejax.sweeps.vmap_step` of ``model.train_step`` over K states stacked
-by ``jax.vmap(model.init)`` (seeds 0..K-1), compiled as one program for all K
-with ``aaejax.train.jit_step(..., vmapped=True)`` (on CPU each member gets its
-own copy of the batch, as in :func:`aaejax.sweeps.run_sweep`).
+dataset, the model's streams drawn on device, the state donated, no host round
+trip); a sweep (``--sweep=K``) is the sweep loop's own
+(:func:`aaejax.sweeps.make_sweep_fn`) over K states stacked by
+``jax.vmap(model.init)`` (seeds 0..K-1), compiled as one program for all K with
+``aaejax.train.jit_step(..., vmapped=True)`` (on CPU each member gets its own
+copy of the permutation, so of the batch, as in :func:`aaejax.sweeps.run_sweep`).
 
 A line under the table gives the ceiling the matmul shapes themselves allow:
 a ``--hidden``-wide square layer's three matmuls at the batch size (forward
 x·W, input gradient dy·Wᵀ, weight gradient xᵀ·dy) timed alone, as a fraction
 of the square-matmul peak (median over ``--repeats`` interleaved pairs).
-``--model`` takes the aliases above (the issue's anchor MLPs: 784-1000-1000-8,
-critic 8-1000-1000-1 for ``aae``; WAE-GAN keeps its config's critic) or any
-config file's name (label-aware AAEs get their labelled subset as in training).
+``--model`` takes the aliases above (the anchor MLPs: 784-1000-1000-8, critic
+8-1000-1000-1 for ``aae``; WAE-GAN keeps its config's critic; ``vae`` the same
+784-1000-1000-8 MLPs; ``gan`` generator 100-1000-1000-784 and critic
+784-1000-1000-1) or any config file's name (label-aware AAEs get their streams
+as in training).
 Data: real MNIST from ``$AAEJAX_DATA_DIR`` when present, else random bytes of
 the same shape (the speed is the same). Rows are timed interleaved (window 1 of
 every row, then window 2, ...), so that they share the background load.
@@ -66,17 +69,16 @@ from typing import Any, Callable
 
 from absl import app, flags
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for `configs`
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-from aaejax import data, flops, models, parallel, penalties, sweeps, train  # noqa: E402
+from aaejax import data, flops, models, parallel, penalties, sweeps, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model", ["aae"], "Models, comma-separated: aae, wae_mmd_rbf, wae_mmd_imq, "
-                  "wae_gan, or the name of a config file in experiments/configs.")
+                  "wae_gan, vae, gan, or the name of a config file in experiments/configs.")
 flags.DEFINE_integer("batch_size", 100, "Global batch size (per sweep member).")
 flags.DEFINE_integer("steps", 50, "Steps per timed window.")
 flags.DEFINE_list("sweep", ["1"], "Sweep sizes K, comma-separated (1: a single model).")
@@ -84,7 +86,8 @@ flags.DEFINE_integer("repeats", 5, "Timed windows per row; the median is reporte
 flags.DEFINE_integer("warmup", 3, "Untimed steps after compilation.")
 flags.DEFINE_string("json", None, "Also write the results here as JSON.")
 flags.DEFINE_integer("num_devices", 0, "Devices of the data-parallel mesh (0: all).")
-flags.DEFINE_integer("latent_dim", 8, "Latent dimension (the anchors use 8).")
+flags.DEFINE_integer("latent_dim", None, "Latent dimension (default: the alias's, 8 for the "
+                     "autoencoder anchors; else the config's, e.g. the GAN's 100-D noise).")
 flags.DEFINE_list("hidden", ["1000", "1000"], "Encoder/decoder MLP hidden layers.")
 flags.DEFINE_list("critic_hidden", None, "Critic hidden layers (default: 1000,1000 for aae, "
                   "the config's for wae_gan).")
@@ -101,16 +104,19 @@ flags.DEFINE_string("dump_hlo", None, "Write each step's optimised HLO into this
 
 # Benchmark name -> (config file, overrides).
 ALIASES = {
-    "aae": ("aae_unsupervised", {"prior": "gaussian", "critic_hidden": (1000, 1000)}),
-    "wae_mmd_rbf": ("wae", {"penalty": "mmd_rbf"}),
-    "wae_mmd_imq": ("wae", {"penalty": "mmd_imq"}),
-    "wae_gan": ("wae", {"penalty": "gan"}),
+    "aae": ("aae_unsupervised", {"prior": "gaussian", "critic_hidden": (1000, 1000),
+                                 "latent_dim": 8}),
+    "wae_mmd_rbf": ("wae", {"penalty": "mmd_rbf", "latent_dim": 8}),
+    "wae_mmd_imq": ("wae", {"penalty": "mmd_imq", "latent_dim": 8}),
+    "wae_gan": ("wae", {"penalty": "gan", "latent_dim": 8}),
+    "vae": ("vae", {"latent_dim": 8}),
+    "gan": ("gan", {}),
 }
 IMAGE_SHAPE = (28, 28, 1)
 PENALTY_REPS = 20  # MMD evaluations per dispatch when timing the penalty alone
 
 
-def make_config(name: str, latent_dim: int, hidden, critic_hidden=None, sets=()):
+def make_config(name: str, latent_dim: int | None, hidden, critic_hidden=None, sets=()):
   """The benchmark's config for model ``name`` (an alias or a config file's name)."""
   file, overrides = ALIASES.get(name, (name, {}))
   try:
@@ -120,7 +126,8 @@ def make_config(name: str, latent_dim: int, hidden, critic_hidden=None, sets=())
     config.model = name
   for k, v in overrides.items():
     config[k] = v
-  config.latent_dim = latent_dim
+  if latent_dim is not None:
+    config.latent_dim = latent_dim
   config.hidden = tuple(int(h) for h in hidden)
   if critic_hidden is not None:
     config.critic_hidden = tuple(int(h) for h in critic_hidden)
@@ -205,24 +212,21 @@ def load_data(source="auto"):
 
 
 def device_data(model, config, host, mesh):
-  """``({"train": arrays, "labeled": arrays or None}, perm, DeviceDataset)`` on device.
+  """``({"train": arrays, "streams": {name: arrays}}, perm, DeviceDataset)`` on device.
 
-  Label-aware models relabel the data and name a labelled subset
-  (``prepare_train_data``), as in the training loop.
+  The training set as the model's step sees it and its streams
+  (:func:`aaejax.train.run_data`), as in the training loop.
   """
-  prepare_fn = getattr(model, "prepare_train_data", None)
-  key = (id(host), id(mesh))
-  if prepare_fn is None and key in _DEVICE_DATA:
-    return _DEVICE_DATA[key]
-  train_np, labeled_np = prepare_fn(dict(host), config) if prepare_fn else (host, None)
-  rep = parallel.replicated(mesh)
-  dataset = data.DeviceDataset(train_np, rep)
-  labeled = data.DeviceDataset(labeled_np, rep).arrays if labeled_np else None
-  perm = jax.device_put(data.epoch_permutation(jax.random.key(0), 0, dataset.num_examples), rep)
-  out = {"train": dataset.arrays, "labeled": labeled}, perm, dataset
-  if prepare_fn is None:
-    _DEVICE_DATA[key] = out
-  return out
+  key = (id(host), id(mesh), id(model) if model.streams() else None)
+  if key not in _DEVICE_DATA:
+    train_np, streams_np = train.run_data(model, dict(host), config.seed)
+    rep = parallel.replicated(mesh)
+    dataset = data.DeviceDataset(train_np, rep)
+    streams = {k: data.DeviceDataset(v, rep).arrays for k, v in streams_np.items()}
+    perm = jax.device_put(data.epoch_permutation(jax.random.key(0), 0, dataset.num_examples),
+                          rep)
+    _DEVICE_DATA[key] = {"train": dataset.arrays, "streams": streams}, perm, dataset
+  return _DEVICE_DATA[key]
 
 
 _DEVICE_DATA: dict = {}
@@ -233,39 +237,30 @@ def make_step(model, batch_size, mesh, k, steps_per_call=1, steps_per_epoch=None
   with :func:`aaejax.train.jit_step`.
 
   ``data`` is :func:`device_data`'s dict. K = 1: the training loop's own step
-  (:func:`aaejax.train.make_train_fn`); K > 1: :func:`aaejax.sweeps.vmap_step`
-  over K states (seeds 0..K-1), all members seeing the same batch (on CPU one
-  copy per member, as :func:`aaejax.sweeps.run_sweep` does) and key. With
+  (:func:`aaejax.train.make_train_fn`); K > 1: the sweep's step
+  (:func:`aaejax.sweeps.make_sweep_fn`) over K states (seeds 0..K-1), all members
+  on the same data order, each with its own copy of the permutation on CPU as
+  :func:`aaejax.sweeps.run_sweep` does (one shared elsewhere). With
   ``steps_per_call`` S > 1, one call runs S train steps in a ``lax.scan``
   (batches ``index·S … index·S + S − 1``).
   """
-  labeled_batch_size = getattr(model, "labeled_batch_size", batch_size)
   if k == 1:
-    state = jax.device_put(jax.jit(model.init)(jax.random.key(0)), parallel.replicated(mesh))
-    train_fn = train.make_train_fn(model, batch_size, mesh, labeled_batch_size, jit=False)
-    step = lambda s, d, perm, i: train_fn(s, d["train"], perm, i, d["labeled"])
+    state = jax.device_put(model.init(jax.random.key(0)), parallel.replicated(mesh))
+    train_fn = train.make_train_fn(model, batch_size, mesh, jit=False)
+    step = lambda s, d, perm, i: train_fn(s, d["train"], perm, i, d["streams"])
     return _scanned(step, steps_per_call, steps_per_epoch), state
   states = jax.jit(jax.vmap(lambda s: model.init(jax.random.key(s))))(jnp.arange(k))
   states = jax.device_put(states, parallel.replicated(mesh))
-  # On CPU every member gets its own copy of the batch, as in aaejax.sweeps.run_sweep (batched
-  # matmuls instead of transposes of the stacked weights); elsewhere one shared batch.
   per_member = jax.default_backend() == "cpu"
-  vstep = sweeps.vmap_step(model.train_step, (0, 0 if per_member else None, None))
-  base_rng = jax.random.key(1)
 
   def sweep_fn(states, d, perm, index):
-    batch = data.gather_batch(d["train"], perm, index, batch_size)
-    rng = jax.random.fold_in(base_rng, index)
-    if d["labeled"] is not None:  # as in the training loop's step
-      n = next(iter(d["labeled"].values())).shape[0]
-      idx = jax.random.randint(jax.random.fold_in(rng, 1), (labeled_batch_size,), 0, n)
-      batch.update({f"labeled_{key}": jnp.take(v, idx, axis=0)
-                    for key, v in d["labeled"].items()})
-    if mesh is not None:
-      batch = jax.lax.with_sharding_constraint(batch, parallel.batch_sharding(mesh))
+    # Every member sees the same data (shared arrays, axis None), as a sweep over one seed.
+    axes = {name: {key: None for key in arrays} for name, arrays in d["streams"].items()}
+    fn = sweeps.make_sweep_fn(model, batch_size, mesh, {key: None for key in d["train"]},
+                              0 if per_member else None, axes)
     if per_member:
-      batch = jax.tree.map(lambda a: jnp.broadcast_to(a, (k, *a.shape)), batch)
-    return vstep(states, batch, rng)
+      perm = jnp.broadcast_to(perm, (k, *perm.shape))
+    return fn(states, d["train"], perm, index, d["streams"])
 
   return _scanned(sweep_fn, steps_per_call, steps_per_epoch), states
 
@@ -326,7 +321,7 @@ def prepare(name, config, batch_size, k, mesh, host, warmup, dump_hlo=None,
     raise ValueError(f"steps_per_call={steps_per_call} must divide the {spe} steps of an epoch.")
   step_fn, state = make_step(model, batch_size, mesh, k, steps_per_call, spe)
   args = (state, arrays, perm, 0)
-  counted = flops.count(step_fn, *args, scopes=tuple(model.PHASES))
+  counted = flops.count(step_fn, *args, scopes=tuple(model.phases()))
   counted = {"total": counted["total"] // steps_per_call,
              "by_scope": {p: v // steps_per_call for p, v in counted["by_scope"].items()}}
   step = train.jit_step(step_fn, vmapped=k > 1)
@@ -367,10 +362,16 @@ def measure(cases, steps, repeats, peak_sizes, profile_dir=None, peak_seconds=0.
       dt, cpu = (time.perf_counter() - t) / n, (time.process_time() - cpu) / n
       if trace:
         jax.profiler.stop_trace()
-      kernel = getattr(case.model, "penalty", "")
-      pen = (penalty_timer(kernel[4:], case.batch, case.model.latent_dim)()
-             if kernel.startswith("mmd_") else None)
+      kernel = mmd_kernel(case.model)
+      pen = penalty_timer(kernel, case.batch, case.model.latent_dim)() if kernel else None
       case.windows.append((dt, peak, cpu, pen))
+
+
+def mmd_kernel(model) -> str | None:
+  """The MMD kernel of a WAE-MMD ("rbf" or "imq"); None for other models."""
+  if isinstance(model, models.WAE) and model.penalty.startswith("mmd_"):
+    return model.penalty[4:]
+  return None
 
 
 @functools.lru_cache(maxsize=None)

@@ -17,9 +17,6 @@ import os
 import sys
 import time
 
-sys.path[:0] = [os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                os.path.dirname(os.path.abspath(__file__))]
-
 
 def main(spec):
   import jax

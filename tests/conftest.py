@@ -1,12 +1,9 @@
 """Shared fixtures: real MNIST through AAEJAX_DATA_DIR (skipped when absent)."""
 
 import os
-import sys
 
 import numpy as np
 import pytest
-
-sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "experiments"))
 
 
 @pytest.fixture(scope="session")
@@ -24,3 +21,13 @@ def mnist_small(mnist_dir):
   from aaejax import data
   train = data.load_numpy("mnist", "train", mnist_dir)
   return {k: np.asarray(v[:2000]) for k, v in train.items()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def compilation_cache(tmp_path_factory):
+  """One persistent XLA compilation cache for the session: runs that rebuild the same step
+  (a resumed run, a solo run beside its sweep member) reuse its compiled program."""
+  import jax
+  jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("jax_cache")))
+  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+  jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)

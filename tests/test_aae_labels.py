@@ -7,11 +7,10 @@ import types
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
-from aaejax import models, networks, priors, train
+from aaejax import core, evaluation, figures, models, networks, priors, train
 from aaejax.models import aae_labels
 
 STEPS = 150
@@ -48,13 +47,12 @@ def compiled(fn, *args):
 def trained(mnist_small):
   """name -> (model, final state, metric history, labelled subset), trained on demand once."""
   cache = {}
-  config = ml_collections.ConfigDict({"seed": 0})
 
   def get(name):
     if name not in cache:
       model = MODELS[name]()
-      train_np, labeled = (model.prepare_train_data(mnist_small, config)
-                           if hasattr(model, "prepare_train_data") else (mnist_small, None))
+      train_np, streams = train.run_data(model, mnist_small, 0)
+      labeled = streams.get("labeled")
       images, labels = jnp.asarray(train_np["image"]), jnp.asarray(train_np["label"])
       state = model.init(jax.random.key(0))
       history, step = [], None
@@ -85,17 +83,17 @@ def test_losses_fall_on_real_mnist(trained, name):
   first = np.mean([h["recon_loss"] for h in hist[:10]])
   last = np.mean([h["recon_loss"] for h in hist[-10:]])
   assert last < 0.8 * first, (first, last)
-  assert int(state.step) == STEPS and set(state.opt_state) == set(model.PHASES)
+  assert int(state.step) == STEPS and set(state.opt_state) == set(model.phases())
   for h in hist:
     assert all(np.isfinite(v) for v in h.values()), h
-  if "supervised" in model.PHASES:
+  if "supervised" in model.phases():
     assert np.mean([h["supervised_loss"] for h in hist[-10:]]) < 0.3 * hist[0]["supervised_loss"]
 
 
 def test_supervised_prior_label_plumbing(trained, mnist_small):
   model, state, _, _ = trained("supervised_prior")
-  config = ml_collections.ConfigDict({"seed": 3})
-  relabelled, labeled = model.prepare_train_data(mnist_small, config)
+  relabelled, streams = train.run_data(model, mnist_small, 3)
+  labeled = streams["labeled"]
   assert relabelled["image"] is mnist_small["image"]
   kept = relabelled["label"] >= 0
   # The labelled subset, for the labelled mini-batches of the regularization phases.
@@ -107,12 +105,12 @@ def test_supervised_prior_label_plumbing(trained, mnist_small):
   np.testing.assert_array_equal(reg["label"], [-1, 2, -1, 5, 6])
   assert reg["image"].shape == (5, 28, 28, 1) and int(reg["image"][3].min()) == 1
   without = dataclasses.replace(model, labeled_batch_size=0)
-  assert without.prepare_train_data(mnist_small, config)[1] is None
+  assert without.streams() == {} and train.run_data(without, mnist_small, 3)[1] == {}
   assert kept.sum() == 100 and set(relabelled["label"][~kept]) == {-1}
   np.testing.assert_array_equal(np.bincount(relabelled["label"][kept]), [10] * 10)
   np.testing.assert_array_equal(relabelled["label"][kept], mnist_small["label"][kept])
-  again, _ = model.prepare_train_data(mnist_small, config)
-  other, _ = model.prepare_train_data(mnist_small, ml_collections.ConfigDict({"seed": 4}))
+  again = model.train_data(mnist_small, 3)
+  other = model.train_data(mnist_small, 4)
   np.testing.assert_array_equal(again["label"], relabelled["label"])
   assert not np.array_equal(other["label"] >= 0, kept)
 
@@ -137,48 +135,55 @@ def test_supervised_prior_metric_on_handmade_codes():
       ("swiss_roll", priors.get("swiss_roll").position((labels + 0.5) / 10))):
     model = small(models.SupervisedPriorAAE, prior=name)
     state = types.SimpleNamespace(hparams={"prior_scale": jnp.float32(2.0)})  # all it reads
-    out = {"test": {"z": 2.0 * codes}}
-    acc = model.eval_metrics(state, out, {"label": labels}, None)
+    component = evaluation.REGISTRY["label_component"].fn
+    acc = component(evaluation.context(model, state, {"label": labels},
+                                       test_outputs={"z": 2.0 * codes}))
     assert acc == {"eval/label_component_accuracy": 1.0}
-    shifted = model.eval_metrics(state, out, {"label": (labels + 1) % 10}, None)
+    shifted = component(evaluation.context(model, state, {"label": (labels + 1) % 10},
+                                           test_outputs={"z": 2.0 * codes}))
     assert shifted["eval/label_component_accuracy"] == 0.0
 
 
 def test_semisupervised_error_and_clusters(trained, mnist_small):
   model, state, _, labeled = trained("semisupervised")
   np.testing.assert_array_equal(np.bincount(labeled["label"]), [10] * 10)
+  assert {"classification"} <= set(evaluation.Evaluation(model, {}, {}).names)
+  classify = evaluation.REGISTRY["classification"].fn
   labels = jnp.arange(20) % 10
   logits = 30.0 * jax.nn.one_hot(jnp.where(jnp.arange(20) < 5, (labels + 1) % 10, labels), 10)
-  got = model.eval_metrics(state, {"test": {"y_logits": logits}}, {"label": labels}, None)
+  got = classify(evaluation.context(model, state, {"label": labels},
+                                    test_outputs={"y_logits": logits}))
   assert got["eval/error_rate"] == 25.0
   np.testing.assert_allclose(got["eval/y_confidence"], 1.0, atol=1e-6)  # one-hot y
-  # After a short run q(y|x) already beats chance on held-out images.
-  test = {k: v[1500:] for k, v in mnist_small.items()}
-  y = model.eval_batch(state, test)["y_logits"]
-  assert model.eval_metrics(state, {"test": {"y_logits": y}}, test, None)["eval/error_rate"] < 75
+  # After a short run q(y|x) already beats chance on held-out images (the model's own pass).
+  test = {k: jnp.asarray(v[1500:]) for k, v in mnist_small.items()}
+  assert classify(evaluation.context(model, state, test))["eval/error_rate"] < 75
 
   clustering, cstate, _, _ = trained("clustering")
-  train_subset = {k: v[:1000] for k, v in mnist_small.items()}
-  out = {"test": clustering.eval_batch(cstate, test)}
-  err = clustering.eval_metrics(cstate, out, test, train_subset)["eval/cluster_error"]
+  assert "clustering" in evaluation.Evaluation(clustering, {}, {}).names
+  cluster = evaluation.REGISTRY["clustering"].fn
+  train_subset = {k: jnp.asarray(v[:1000]) for k, v in mnist_small.items()}
+  ctx = evaluation.context(clustering, cstate, test, train_subset)
+  err = cluster(ctx)["eval/cluster_error"]
   assert 0.0 <= err < 85.0
+  assert ctx.test_outputs["z"].shape == (500, 4 + 16)  # the representation [z, y]
   # The collapse diagnostics on hand-made codes: 3 of 16 categories used, one-hot y; then
   # every image in category 0 with uniform y.
-  three = {"test": {"y_logits": 30.0 * jax.nn.one_hot(jnp.arange(500) % 3, 16)}}
-  got = clustering.eval_metrics(cstate, three, test, train_subset)
+  three = 30.0 * jax.nn.one_hot(jnp.arange(500) % 3, 16)
+  got = cluster(evaluation.context(clustering, cstate, test, train_subset,
+                                   test_outputs={"y_logits": three}))
   assert got["eval/categories_used"] == 3
   np.testing.assert_allclose(got["eval/y_confidence"], 1.0, atol=1e-6)
-  flat = {"test": {"y_logits": jnp.zeros((500, 16))}}
-  got = clustering.eval_metrics(cstate, flat, test, train_subset)
+  got = cluster(evaluation.context(clustering, cstate, test, train_subset,
+                                   test_outputs={"y_logits": jnp.zeros((500, 16))}))
   assert got["eval/categories_used"] == 1
   np.testing.assert_allclose(got["eval/y_confidence"], 1 / 16, rtol=1e-6)
-  assert out["test"]["z"].shape == (500, 4 + 16)  # the representation [z, y]
 
 
 def test_supervised_phase_trains_only_the_encoder(trained):
   model, state, _, labeled = trained("semisupervised")
   batch = {"labeled_image": labeled["image"][:20], "labeled_label": labeled["label"][:20]}
-  new, m = compiled(lambda s, b: model.phase(s, "supervised",
+  new, m = compiled(lambda s, b: core.update(model, s, "supervised",
                                              functools.partial(model.supervised_loss, s, b)),
                     state, batch)(state, batch)
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, new.params)
@@ -234,30 +239,30 @@ def test_dimreduction_representation(trained, mnist_small):
                 model.encode_heads(state.params, {}, x / 255.0, jax.random.key(0))[0]):
     np.testing.assert_allclose(heads["r"], heads["y"] @ w + heads["z"], rtol=1e-5, atol=1e-5)
   unsupervised = small(models.DimReductionAAE, 2, 20, prior="gaussian", num_labeled=0)
-  assert "supervised" not in unsupervised.PHASES
+  assert "supervised" not in unsupervised.phases()
   assert "lr_supervised" not in unsupervised.hparams()
-  assert unsupervised.PHASES["recon"] == ("encoder", "decoder", "cluster_heads")
+  assert unsupervised.phases()["recon"] == ("encoder", "decoder", "cluster_heads")
+  assert core.CLUSTER in unsupervised.capabilities()  # evaluated as clusters (cluster_error)
 
 
-def test_extra_plots(trained, mnist_small, tmp_path):
+def test_figures(trained, mnist_small, tmp_path):
   test = {k: jnp.asarray(v[:300]) for k, v in mnist_small.items()}
-  expected = {"supervised_prior": ["components_manifold.png"], "style": ["style_grid.png"],
-              "semisupervised": ["cluster_heads.png"], "clustering": ["cluster_heads.png"],
-              "dimreduction": ["cluster_heads.png", "representation_manifold.png"]}
+  common = {"latent_qz.png", "prior_pz.png", "reconstructions.png", "samples.png"}
+  expected = {"supervised_prior": {"components_manifold.png", "manifold.png"},
+              "style": {"style_grid.png"}, "semisupervised": {"cluster_heads.png"},
+              "clustering": {"cluster_heads.png"},
+              "dimreduction": {"cluster_heads.png", "representation_manifold.png",
+                               "manifold.png"}}
   for name, files in expected.items():
     model, state, _, _ = trained(name)
-    paths = model.extra_plots(state, str(tmp_path / name), test, jax.random.key(0))
-    assert [p.split("/")[-1] for p in paths] == files
+    paths = figures.make_figures(model, state, str(tmp_path / name), test, jax.random.key(0))
+    assert {p.split("/")[-1] for p in paths} == common | files, name
     for p in paths:
       assert (tmp_path / name / p.split("/")[-1]).stat().st_size > 1000
-  # The loop's figures, with reconstructions through the label-conditioned decoder.
-  model, state, _, _ = trained("style")
-  paths = train.make_plots(model, state, str(tmp_path / "loop"), test, jax.random.key(0), 300)
-  assert [p.split("/")[-1] for p in paths][-1] == "style_grid.png"
   roll = small(models.SupervisedPriorAAE, prior="swiss_roll", num_labeled=100)
   _, state, _, _ = trained("supervised_prior")  # the same networks' shapes
-  paths = roll.extra_plots(state, str(tmp_path / "roll"), test, None)
-  assert paths[0].endswith("roll_walk.png")
+  paths = figures.make_figures(roll, state, str(tmp_path / "roll"), test, jax.random.key(0))
+  assert "roll_walk.png" in {p.split("/")[-1] for p in paths}
 
 
 def test_configs_create_models():

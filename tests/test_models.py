@@ -1,13 +1,11 @@
 """Short real-MNIST training runs per model, train-step contracts, bad inputs."""
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aaejax import models, networks, penalties
+from aaejax import core, models, networks, penalties, priors
 
 SMALL = dict(image_shape=(28, 28, 1), encoder=None, decoder=None)
 
@@ -59,7 +57,7 @@ def test_aae_phases_update_only_their_networks():
   model = small_model("aae")
   state = model.init(jax.random.key(0))
   batch = {"image": jnp.ones((10, 28, 28, 1), jnp.uint8) * 128, "label": jnp.zeros(10, jnp.int32)}
-  critic_only = model.phase(state, "critic", lambda p: (
+  critic_only = core.update(model, state, "critic", lambda p: (
       jnp.sum(model.apply("critic", p, {}, jnp.ones((3, 2)), train=True)[0]), ({}, {})))[0]
   same = jax.tree.map(lambda a, b: bool(jnp.all(a == b)), state.params, critic_only.params)
   assert all(jax.tree.leaves(same["encoder"])) and all(jax.tree.leaves(same["decoder"]))
@@ -80,27 +78,27 @@ def test_aae_shared_encoder_pass_equals_the_paper_phases_run_separately():
   got, _ = jax.jit(model.train_step)(state, batch, rng)
 
   def reference(state):
-    x, n, keys = model._inputs(batch), 12, jax.random.split(rng, 6)
+    x, n, keys = model.inputs(batch), 12, jax.random.split(rng, 6)
     encode = lambda p: model.encode_heads(p, state.model_state, x, keys[1])[0]["z"]
 
     def recon(p):
       heads, ms = model.encode_heads(p, state.model_state, x, keys[0])
       return model.reconstruction(p, ms, x, heads["z"])[0], ({}, state.model_state)
 
-    state = model.phase(state, "recon", recon)[0]
+    state = core.update(model, state, "recon", recon)[0]
     real = model.sample_prior(state, keys[2], n)
     s1 = state
 
     def critic(p):
-      logits = model.critic_logits(s1, p, jnp.concatenate([real, jax.lax.stop_gradient(
+      logits = model.latent_critic_logits(s1, p, jnp.concatenate([real, jax.lax.stop_gradient(
           encode(p))]), jax.random.fold_in(keys[3], 0))
       return penalties.critic_loss(logits[:n], logits[n:]), ({}, s1.model_state)
 
-    state = model.phase(state, "critic", critic)[0]
+    state = core.update(model, state, "critic", critic)[0]
     s2 = state
-    gen = lambda p: (penalties.generator_loss(model.critic_logits(
+    gen = lambda p: (penalties.generator_loss(model.latent_critic_logits(
         s2, p, encode(p), jax.random.fold_in(keys[5], 0))), ({}, s2.model_state))
-    return model.phase(state, "gen", gen)[0]
+    return core.update(model, state, "gen", gen)[0]
 
   want = jax.jit(reference)(state)
   for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(want.params)):
@@ -156,7 +154,7 @@ def test_create_from_config_and_hparams():
     c.penalty = penalty
     m = models.create(c, (28, 28, 1))
     assert models.hparams_from_config(m, c)["penalty_weight"] == 10.0
-    assert ("critic" in m.PHASES) == (penalty == "gan")
+    assert ("critic" in m.phases()) == (penalty == "gan")
   paper = models.create(wae.get_config("paper"), (28, 28, 1))
   assert isinstance(paper.encoder, networks.ConvEncoder)
   assert tuple(paper.decoder.channels) == (1024, 512, 256)
@@ -171,7 +169,7 @@ def test_bad_inputs():
     models.AAE(image_shape=(28, 28, 1), latent_dim=2, recon_loss="l1")
   with pytest.raises(ValueError, match="prior dim"):
     models.AAE(image_shape=(28, 28, 1), latent_dim=3,
-               prior=models.base.priors_lib.get("gaussian", dim=2))
+               prior=priors.get("gaussian", dim=2))
   with pytest.raises(ValueError, match="unknown prior"):
     models.AAE(image_shape=(28, 28, 1), latent_dim=2, prior="laplace")
   model = small_model("aae")

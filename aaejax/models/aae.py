@@ -34,11 +34,11 @@ from typing import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from aaejax import networks, penalties
-from aaejax.models.base import Autoencoder
+from aaejax import core, networks, penalties
+from aaejax.models.autoencoder import Autoencoder, critic_networks
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class AAE(Autoencoder):
   """AAE with any prior; unsupervised as it stands, label-aware through its hooks.
 
@@ -61,11 +61,21 @@ class AAE(Autoencoder):
     ['critic_acc', 'critic_loss', 'gen_loss', 'recon_loss']
   """
 
-  PHASES = {"recon": ("encoder", "decoder"), "critic": ("critic",), "gen": ("encoder",)}
-  DEFAULT_HPARAMS = {"lr_recon": 1e-3, "lr_critic": 1e-4, "lr_gen": 1e-4, "recon_weight": 1.0,
-                     "gen_weight": 1.0, "prior_scale": 1.0, "critic_noise": 0.0}
-
   critic_hidden: Sequence[int] = networks.AAE_HIDDEN
+
+  @classmethod
+  def from_config(cls, config, image_shape, **fields):
+    return super().from_config(config, image_shape, **fields,
+                               critic_hidden=tuple(config.get("critic_hidden",
+                                                              networks.AAE_HIDDEN)))
+
+  def phases(self):
+    return {"recon": ("encoder", "decoder"), "critic": tuple(self.critic_sizes()),
+            "gen": ("encoder",)}
+
+  def default_hparams(self):
+    return {"lr_recon": 1e-3, "lr_critic": 1e-4, "lr_gen": 1e-4, "recon_weight": 1.0,
+            "gen_weight": 1.0, "prior_scale": 1.0, "critic_noise": 0.0}
 
   # ---- hooks -------------------------------------------------------------------------
 
@@ -107,15 +117,9 @@ class AAE(Autoencoder):
 
   # ---- networks ----------------------------------------------------------------------
 
-  def extra_networks(self):
-    nets = {}
-    cond = self.critic_condition_size()
-    for name, size in self.critic_sizes().items():
-      inputs = (jnp.zeros((2, size), jnp.float32),)
-      if cond:
-        inputs += (jnp.zeros((2, cond), jnp.float32),)
-      nets[name] = (networks.Critic(tuple(self.critic_hidden)), inputs)
-    return nets
+  def networks(self):
+    return {**super().networks(), **critic_networks(self.critic_sizes(), self.critic_hidden,
+                                                    self.critic_condition_size())}
 
   def encode_heads(self, params, model_state, x, rng, train=True):
     heads, model_state = super().encode_heads(params, model_state, x, rng, train)
@@ -132,10 +136,10 @@ class AAE(Autoencoder):
 
   def train_step(self, state, batch, rng):
     """The phases of the module docstring, in order: ``(state, batch, rng) -> (state, metrics)``."""
-    x = self._inputs(batch)
+    x = self.inputs(batch)
     labels = batch.get("label")
     reg = self.regularization_batch(batch)
-    x_reg = x if reg is batch else self._inputs(reg)
+    x_reg = x if reg is batch else self.inputs(reg)
     n = x_reg.shape[0]
     cond = self.critic_condition(reg)
     keys = jax.random.split(rng, 6)
@@ -147,21 +151,22 @@ class AAE(Autoencoder):
       loss = state.hparams["recon_weight"] * recon + extra
       return loss, ({"recon_loss": recon, **extra_metrics}, ms)
 
-    state, m_recon = self.phase(state, "recon", recon_loss)
+    state, m_recon = core.update(self, state, "recon", recon_loss)
 
     # Regularization. The critic phase trains the critics only, so the critic and generator
     # phases see the same encoder: its forward pass runs once, and the generator phase pulls
     # the critics' gradient back through it (the gradients of a second forward pass, without it).
-    gen_nets = self.PHASES["gen"]
-    if set(gen_nets) & set(self.PHASES["critic"]):
-      raise ValueError(f"the critic and gen phases must train disjoint networks: {self.PHASES}.")
+    phases = self.phases()
+    if set(phases["gen"]) & set(phases["critic"]):
+      raise ValueError(f"the critic and gen phases must train disjoint networks: {phases}.")
 
     def codes_fn(trained):
-      heads, _ = self.encode_heads({**state.params, **trained}, state.model_state, x_reg, keys[1])
+      heads, _ = self.encode_heads(core.merge(state.params, trained), state.model_state, x_reg,
+                                   keys[1])
       return self.adversarial_codes(heads)
 
     with jax.named_scope("critic"):
-      codes, pull_back = jax.vjp(codes_fn, {k: state.params[k] for k in gen_nets})
+      codes, pull_back = jax.vjp(codes_fn, core.select(state.params, phases["gen"]))
     cond2 = None if cond is None else jnp.concatenate([cond, cond])
 
     def critic_loss(params):
@@ -169,8 +174,8 @@ class AAE(Autoencoder):
       total, out = 0.0, {}
       for i, (name, fake) in enumerate(codes.items()):
         # Prior samples (real) and codes (fake) through the critic in one pass.
-        logits = self.critic_logits(state, params, jnp.concatenate([reals[name], fake]),
-                                    jax.random.fold_in(keys[3], i), cond2, name)
+        logits = self.latent_critic_logits(state, params, jnp.concatenate([reals[name], fake]),
+                                           jax.random.fold_in(keys[3], i), cond2, name)
         real, fake = logits[:n], logits[n:]
         loss = penalties.critic_loss(real, fake)
         out[f"{name}_loss"] = loss
@@ -179,13 +184,13 @@ class AAE(Autoencoder):
       out["critic_loss"] = total
       return total, (out, state.model_state)
 
-    state, m_critic = self.phase(state, "critic", critic_loss)
+    state, m_critic = core.update(self, state, "critic", critic_loss)
 
     def gen_loss(codes):
       total, out = 0.0, {}
       for i, (name, code) in enumerate(codes.items()):
-        logits = self.critic_logits(state, state.params, code, jax.random.fold_in(keys[5], i),
-                                    cond, name)
+        logits = self.latent_critic_logits(state, state.params, code,
+                                           jax.random.fold_in(keys[5], i), cond, name)
         out[name.replace("critic", "gen") + "_loss"] = loss = penalties.generator_loss(logits)
         total = total + loss
       out["gen_loss"] = total
@@ -193,10 +198,10 @@ class AAE(Autoencoder):
 
     with jax.named_scope("gen"):
       (_, m_gen), code_grads = jax.value_and_grad(gen_loss, has_aux=True)(codes)
-      state = self.apply_gradients(state, "gen", pull_back(code_grads)[0])
+      state = core.apply_gradients(self, state, "gen", pull_back(code_grads)[0])
     out = {**m_recon, **m_critic, **m_gen}
-    if "supervised" in self.PHASES:
-      state, m_sup = self.phase(state, "supervised",
-                                functools.partial(self.supervised_loss, state, batch))
+    if "supervised" in phases:
+      state, m_sup = core.update(self, state, "supervised",
+                                 functools.partial(self.supervised_loss, state, batch))
       out.update(m_sup)
     return state.replace(step=state.step + 1), out

@@ -38,18 +38,18 @@ condition (only for the supervised prior) and D_k the critics:
    −log q(y = label | x) on the labelled mini-batch ``batch["labeled_image"]``,
    ``batch["labeled_label"]`` that the training loop samples each step.
 
-Label plumbing: :meth:`prepare_train_data` (called by the training loop) marks
-the training examples outside a class-balanced labelled subset with label −1
-(supervised prior) or returns that subset for the loop to sample from
-(semi-supervised, dimensionality reduction).
+Label plumbing: :meth:`train_data` marks the training examples outside a
+class-balanced labelled subset with label −1 (supervised prior); the labelled
+subset is a data stream (:class:`aaejax.core.Stream` ``"labeled"``) from which
+the loop draws each step's labelled mini-batch. The evaluators and figures of
+these models live in :mod:`aaejax.evaluation` and :mod:`aaejax.figures`, chosen
+by the capabilities each model declares.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
-from typing import Any, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -57,11 +57,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from aaejax import data, metrics, networks, penalties, plots
+from aaejax import core, data
 from aaejax import priors as priors_lib
 from aaejax.models.aae import AAE
-
-NUM_CLASSES = 10  # MNIST digits
 
 
 def one_hot_with_unlabelled(labels: jax.Array, num_classes: int) -> jax.Array:
@@ -76,26 +74,17 @@ def _check_num_labeled(num_labeled: int, num_classes: int) -> None:
                      f"(a class-balanced subset), got {num_labeled}.")
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _encode(model, state, images):
-  return model.encode(state, images)
+def labeled_subset(num_labeled: int, num_classes: int):
+  """A stream source: the class-balanced subset of ``num_labeled`` examples chosen by the seed."""
+
+  def select(train, seed):
+    keep = data.balanced_labeled_subset(train["label"], num_labeled, num_classes, seed)
+    return {"image": np.asarray(train["image"])[keep], "label": np.asarray(train["label"])[keep]}
+
+  return select
 
 
-def encode_numpy(model, state, images, chunk: int = 1000) -> dict[str, np.ndarray]:
-  """The model's inference heads of ``images``, ``chunk`` images per call, as numpy arrays."""
-  parts = [jax.device_get(_encode(model, state, images[i:i + chunk]))
-           for i in range(0, len(images), chunk)]
-  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-
-
-def _grid_plot(model, state, path, codes, ncol, title, row_titles=None, col_titles=None):
-  """Decodes ``codes`` (decoder inputs) and tiles them ``ncol`` per row."""
-  images = np.asarray(model.decode(state, jnp.asarray(codes, jnp.float32)))
-  return plots.image_grid(path, images, ncol, title=title, row_titles=row_titles,
-                          col_titles=col_titles)
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class SupervisedPriorAAE(AAE):
   """AAE whose critic knows the label: each class fills its own part of the prior (Fig. 4).
 
@@ -106,10 +95,10 @@ class SupervisedPriorAAE(AAE):
 
   Attributes:
     num_labeled: training examples that keep their label (a class-balanced
-      subset chosen by ``config.seed`` in :meth:`prepare_train_data`); the rest
-      get label −1.
+      subset chosen by the run's seed in :meth:`train_data`); the rest get
+      label −1.
     labeled_batch_size: labelled examples added to each step's regularization
-      phases (0: none), drawn from that subset by the training loop
+      phases (0: none), the ``"labeled"`` stream drawn from that subset
       (``batch["labeled_image"]``, ``batch["labeled_label"]``), so that the
       label signal per step does not shrink with ``num_labeled``: the phases
       see the batch (labels as above) plus these.
@@ -139,6 +128,15 @@ class SupervisedPriorAAE(AAE):
                        f"'swiss_roll'; got {self.prior!r}.")
     _check_num_labeled(self.num_labeled, self.prior.num_classes)
 
+  @classmethod
+  def from_config(cls, config, image_shape, **fields):
+    return super().from_config(config, image_shape, num_labeled=int(config.num_labeled),
+                               labeled_batch_size=int(config.get("labeled_batch_size", 0)),
+                               **fields)
+
+  def capabilities(self):
+    return super().capabilities() | {core.LABEL_PRIOR}
+
   def critic_condition_size(self):
     return self.prior.num_classes + 1
 
@@ -153,66 +151,22 @@ class SupervisedPriorAAE(AAE):
       return batch
     return {k: jnp.concatenate([batch[k], batch[f"labeled_{k}"]]) for k in ("image", "label")}
 
-  def prepare_train_data(self, train_np, config):
-    """Keeps the labels of a class-balanced subset of ``num_labeled`` examples, the rest get −1.
-
-    Also returns that subset (for the labelled mini-batches) if ``labeled_batch_size``.
-    """
-    labels = np.asarray(train_np["label"])
-    keep = data.balanced_labeled_subset(labels, self.num_labeled, self.prior.num_classes,
-                                        config.seed)
+  def train_data(self, train, seed):
+    """The labels of a class-balanced subset of ``num_labeled`` examples stay, the rest get −1."""
+    labels = np.asarray(train["label"])
+    keep = data.balanced_labeled_subset(labels, self.num_labeled, self.prior.num_classes, seed)
     relabelled = np.full_like(labels, -1)
     relabelled[keep] = labels[keep]
-    labeled = ({"image": np.asarray(train_np["image"])[keep], "label": labels[keep]}
-               if self.labeled_batch_size else None)
-    return {**train_np, "label": relabelled}, labeled
+    return {**train, "label": relabelled}
 
-  def eval_metrics(self, state, out, test, train_subset):
-    """``eval/label_component_accuracy``: test codes nearest to their label's component/segment."""
-    del train_subset
-    z = out["test"]["z"] / state.hparams["prior_scale"]
-    if isinstance(self.prior, priors_lib.SwissRoll):
-      acc = metrics.segment_accuracy(z, test["label"], self.prior)
-    else:
-      acc = metrics.nearest_center_accuracy(z, test["label"], self.prior.means())
-    return {"eval/label_component_accuracy": acc}
-
-  def extra_plots(self, state, plots_dir, test, rng):
-    """Mixture: the manifold of components 0–2 (``components_manifold.png``).
-
-    Swiss roll: 100 codes walking along the roll, one row per class segment
-    (``roll_walk.png``).
-    """
-    del test, rng
-    p, scale = self.prior, float(state.hparams["prior_scale"])
-    if isinstance(p, priors_lib.SwissRoll):
-      u = (np.arange(100) + 0.5) / 100
-      codes = scale * np.asarray(p.position(jnp.asarray(u, jnp.float32)))
-      return [_grid_plot(self, state, os.path.join(plots_dir, "roll_walk.png"), codes, 10,
-                         "decoded walk along the swiss roll",
-                         row_titles=[str(k) for k in range(p.num_classes)])]
-    radial = p.radius + p.radial_std * np.linspace(-2.0, 2.0, 10)
-    tangential = p.tangential_std * np.linspace(-2.0, 2.0, 5)
-    codes, titles = [], []
-    for k in range(min(3, p.num_classes)):
-      angle = float(p.angles()[k])
-      along, across = np.array([np.cos(angle), np.sin(angle)]), np.array([-np.sin(angle),
-                                                                           np.cos(angle)])
-      for t in tangential:
-        codes.append(radial[:, None] * along + t * across)
-        titles.append(f"{k}: {t / p.tangential_std:+.0f}σ")
-    codes = scale * np.pad(np.concatenate(codes), ((0, 0), (0, self.latent_dim - 2)))
-    return [_grid_plot(self, state, os.path.join(plots_dir, "components_manifold.png"), codes, 10,
-                       "components 0-2: radius (columns) × tangential offset (rows)",
-                       row_titles=titles)]
-
-  @classmethod
-  def config_kwargs(cls, config):
-    return {"num_labeled": int(config.num_labeled),
-            "labeled_batch_size": int(config.get("labeled_batch_size", 0))}
+  def streams(self):
+    if not self.labeled_batch_size:
+      return {}
+    return {"labeled": core.Stream(self.labeled_batch_size,
+                                   labeled_subset(self.num_labeled, self.prior.num_classes))}
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class StyleAAE(AAE):
   """Style/content disentanglement (Fig. 6): the decoder gets [z, one-hot(label)].
 
@@ -224,7 +178,15 @@ class StyleAAE(AAE):
     num_classes: size of the label one-hot.
   """
 
-  num_classes: int = NUM_CLASSES
+  num_classes: int = 10
+
+  @classmethod
+  def from_config(cls, config, image_shape, **fields):
+    return super().from_config(config, image_shape, num_classes=int(config.get("num_classes", 10)),
+                               **fields)
+
+  def capabilities(self):
+    return super().capabilities() | {core.STYLE}
 
   def decoder_input_dim(self):
     return self.latent_dim + self.num_classes
@@ -235,27 +197,15 @@ class StyleAAE(AAE):
       raise ValueError("StyleAAE's decoder is conditioned on the label: pass labels.")
     return jnp.concatenate([heads["z"], jax.nn.one_hot(labels, self.num_classes)], axis=-1)
 
+  def decode_with_labels(self, state, z, labels):
+    """Images decoded from style codes ``z`` and class ``labels``."""
+    return self.decode(state, self.decoder_input({"z": z}, labels))
+
   def generate(self, state, rng, n):
     """Images decoded from prior codes and uniformly drawn classes."""
     z_rng, y_rng = jax.random.split(rng)
     labels = jax.random.randint(y_rng, (n,), 0, self.num_classes)
-    return self.decode(state, self.decoder_input({"z": self.sample_prior(state, z_rng, n)},
-                                                 labels))
-
-  def extra_plots(self, state, plots_dir, test, rng):
-    """``style_grid.png``: row i holds test image i, then its style z decoded with each class."""
-    del rng
-    images = np.asarray(test["image"][:10])
-    z = np.asarray(self.encode(state, jnp.asarray(images))["z"])
-    codes = np.concatenate([np.repeat(z, self.num_classes, axis=0),
-                            np.tile(np.eye(self.num_classes), (len(z), 1))], axis=1)
-    decoded = np.asarray(self.decode(state, jnp.asarray(codes, jnp.float32)))
-    decoded = decoded.reshape(len(z), self.num_classes, *decoded.shape[1:])
-    grid = np.concatenate([np.asarray(data.to_float(images))[:, None], decoded], axis=1)
-    path = os.path.join(plots_dir, "style_grid.png")
-    return [plots.image_grid(path, grid.reshape(-1, *grid.shape[2:]), self.num_classes + 1,
-                             title="style z of the test image (left), decoded with each class",
-                             col_titles=["input"] + [str(k) for k in range(self.num_classes)])]
+    return self.decode_with_labels(state, self.sample_prior(state, z_rng, n), labels)
 
 
 def spread_heads(num_clusters: int, dim: int, spacing: float) -> np.ndarray:
@@ -294,7 +244,7 @@ class ClusterHeads(nn.Module):
     return y @ self.param("heads", lambda *_: jnp.asarray(heads, jnp.float32))
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class CategoricalAAE(AAE):
   """Encoder heads y = softmax(y_logits) and z; two critics; optional supervised phase.
 
@@ -303,17 +253,17 @@ class CategoricalAAE(AAE):
   z. The decoder gets the representation r = [z, y] (z first, so that the first
   two coordinates of a q(z) scatter are z's); :meth:`latent` is r as well. With
   ``num_labeled`` > 0, a ``supervised`` phase minimises the cross-entropy of
-  q(y|x) on a labelled mini-batch of ``labeled_batch_size`` examples.
+  q(y|x) on the ``"labeled"`` stream, ``labeled_batch_size`` examples a step.
 
   Attributes:
     num_categories: categories of y (classes or clusters), >= 2.
+    num_classes: classes of the labels (with labels, ``num_categories`` must equal it).
     num_labeled: size of the class-balanced labelled subset (0: unsupervised).
     labeled_batch_size: labelled examples per step.
   """
 
-  ERROR_METRIC = "eval/error_rate"
-
-  num_categories: int = NUM_CLASSES
+  num_categories: int = 10
+  num_classes: int = 10
   num_labeled: int = 0
   labeled_batch_size: int = 100
 
@@ -321,31 +271,50 @@ class CategoricalAAE(AAE):
     if self.num_categories < 2:
       raise ValueError(f"num_clusters (categories of y) must be >= 2, got {self.num_categories}.")
     if self.num_labeled:
-      _check_num_labeled(self.num_labeled, NUM_CLASSES)
-      if self.num_categories != NUM_CLASSES:
-        raise ValueError(f"with labels, y needs one category per class ({NUM_CLASSES}); got "
-                         f"num_clusters={self.num_categories}.")
+      _check_num_labeled(self.num_labeled, self.num_classes)
+      if self.num_categories != self.num_classes:
+        raise ValueError(f"with labels, y needs one category per class ({self.num_classes}); "
+                         f"got num_clusters={self.num_categories}.")
       if self.labeled_batch_size < 1:
         raise ValueError(f"labeled_batch_size must be >= 1, got {self.labeled_batch_size}.")
     super().__post_init__()
-    if getattr(self.encoder, "num_categories", self.num_categories) != self.num_categories:
-      raise ValueError(f"the encoder has {self.encoder.num_categories} categories, the model "
-                       f"{self.num_categories}.")
+    heads = getattr(self.encoder, "num_categories", self.num_categories)
+    if heads != self.num_categories:
+      raise ValueError(f"the encoder has {heads} categories, the model {self.num_categories}.")
 
-  @property
-  def PHASES(self):  # noqa: N802 — the supervised phase exists only with labels
-    phases = {"recon": ("encoder", "decoder"), "critic": ("critic_y", "critic_z"),
-              "gen": ("encoder",)}
+  @classmethod
+  def from_config(cls, config, image_shape, **fields):
+    num_labeled = int(config.get("num_labeled", 0))
+    fields.setdefault("num_categories", int(config.get("num_clusters", 10)))
+    if num_labeled:
+      fields["labeled_batch_size"] = int(config.get("labeled_batch_size", config.batch_size))
+    return super().from_config(config, image_shape, num_labeled=num_labeled,
+                               num_classes=int(config.get("num_classes", 10)), **fields)
+
+  def encoder_categories(self):
+    return self.num_categories
+
+  def capabilities(self):
+    return super().capabilities() | {core.CATEGORICAL,
+                                     core.CLASSIFY if self.num_labeled else core.CLUSTER}
+
+  def phases(self):
+    phases = super().phases()
     if self.num_labeled:
       phases["supervised"] = ("encoder",)
     return phases
 
-  @property
-  def DEFAULT_HPARAMS(self):  # noqa: N802
-    hp = dict(AAE.DEFAULT_HPARAMS)
+  def default_hparams(self):
+    hp = super().default_hparams()
     if self.num_labeled:
       hp["lr_supervised"] = 1e-3
     return hp
+
+  def streams(self):
+    if not self.num_labeled:
+      return {}
+    return {"labeled": core.Stream(self.labeled_batch_size,
+                                   labeled_subset(self.num_labeled, self.num_classes))}
 
   def critic_sizes(self):
     return {"critic_y": self.num_categories, "critic_z": self.latent_dim}
@@ -394,80 +363,23 @@ class CategoricalAAE(AAE):
   def train_step(self, state, batch, rng):
     if self.num_labeled and ("labeled_image" not in batch or "labeled_label" not in batch):
       raise ValueError("the supervised phase needs batch['labeled_image'] and "
-                       "batch['labeled_label'] (the training loop samples them from the "
-                       "labelled subset that prepare_train_data returns).")
+                       "batch['labeled_label'] (the training loop draws them from the "
+                       "model's 'labeled' stream).")
     return super().train_step(state, batch, rng)
 
   def supervised_loss(self, state, batch, params):
     """Mean cross-entropy −log q(y = label | x) on ``batch["labeled_image"/"labeled_label"]``."""
-    x = self._inputs({"image": batch["labeled_image"]})
+    x = self.inputs(batch, "labeled_image")
     heads, ms = self.apply("encoder", params, state.model_state, x, train=True)
     logits, labels = heads["y_logits"], batch["labeled_label"]
     loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
     acc = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
     return loss, ({"supervised_loss": loss, "supervised_acc": acc}, ms)
 
-  def prepare_train_data(self, train_np, config):
-    """All training images stay unlabelled data; with labels, a balanced subset is returned too."""
-    if not self.num_labeled:
-      return train_np, None
-    keep = data.balanced_labeled_subset(train_np["label"], self.num_labeled, NUM_CLASSES,
-                                        config.seed)
-    return train_np, {"image": np.asarray(train_np["image"])[keep],
-                      "label": np.asarray(train_np["label"])[keep]}
 
-  def eval_metrics(self, state, out, test, train_subset):
-    """Test error (%) of argmax y: against the label with labels, else clusters by majority.
-
-    Diagnostics: ``eval/y_confidence``, the mean over test images of max y (1:
-    one-hot codes, as the categorical prior's; 1 / num_categories: uniform); without
-    labels ``eval/categories_used``, how many categories hold at least 0.5 % of the
-    test images (fewer than ``num_categories``: y collapsed onto some).
-
-    Without labels each category is labelled by the majority true label of the
-    training examples in it (:func:`aaejax.metrics.cluster_error`).
-    """
-    logits = np.asarray(out["test"]["y_logits"])
-    test_y = np.argmax(logits, axis=-1)
-    # Mean largest probability of y: 1 for one-hot codes, 1 / num_categories for uniform ones.
-    confidence = float(np.mean(np.asarray(jax.nn.softmax(logits)).max(axis=-1)))
-    if self.num_labeled:
-      error = metrics.error_rate(test_y, test["label"])
-      return {self.ERROR_METRIC: error, "eval/y_confidence": confidence}
-    train_y = np.argmax(encode_numpy(self, state, train_subset["image"])["y_logits"], axis=-1)
-    error = metrics.cluster_error(train_y, train_subset["label"], test_y, test["label"],
-                                  self.num_categories)
-    used = np.bincount(test_y, minlength=self.num_categories) >= 0.005 * len(test_y)
-    return {self.ERROR_METRIC: error, "eval/categories_used": int(used.sum()),
-            "eval/y_confidence": confidence}
-
-  def extra_plots(self, state, plots_dir, test, rng):
-    """``cluster_heads.png``: per category, its head r(one-hot, z = 0) decoded, then members.
-
-    Members are the first 10 test images whose argmax y is the category.
-    """
-    del rng
-    k = self.num_categories
-    heads = self.representation(state.params, jnp.eye(k), jnp.zeros((k, self.latent_dim)))
-    head_images = np.asarray(self.decode(state, heads))
-    images = np.asarray(data.to_float(test["image"][:5000]))
-    cluster = np.argmax(encode_numpy(self, state, test["image"][:5000])["y_logits"], axis=-1)
-    rows = []
-    for c in range(k):
-      members = images[cluster == c][:10]
-      blank = np.ones((10 - len(members), *images.shape[1:]), np.float32)
-      rows.append(np.concatenate([head_images[c:c + 1], members, blank]))
-    path = os.path.join(plots_dir, "cluster_heads.png")
-    return [plots.image_grid(path, np.concatenate(rows), 11,
-                             title="decoded category head (left, z = 0) and test members",
-                             row_titles=[str(c) for c in range(k)])]
-
-
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class SemiSupervisedAAE(CategoricalAAE):
   """Semi-supervised classification (Fig. 8, Table 2); q(y|x) is the classifier.
-
-  ``eval/error_rate``: % test error of argmax y.
 
   Example:
 
@@ -491,20 +403,14 @@ class SemiSupervisedAAE(CategoricalAAE):
     super().__post_init__()
 
   @classmethod
-  def config_kwargs(cls, config):
-    return {"num_categories": NUM_CLASSES, "num_labeled": int(config.num_labeled),
-            "labeled_batch_size": int(config.get("labeled_batch_size", config.batch_size))}
+  def from_config(cls, config, image_shape, **fields):
+    return super().from_config(config, image_shape,
+                               num_categories=int(config.get("num_classes", 10)), **fields)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class ClusteringAAE(CategoricalAAE):
-  """Unsupervised clustering (Fig. 9): y's ``num_categories`` are the clusters.
-
-  ``eval/cluster_error``: % test error when each cluster predicts the majority
-  label of its training members.
-  """
-
-  ERROR_METRIC = "eval/cluster_error"
+  """Unsupervised clustering (Fig. 9): y's ``num_categories`` are the clusters."""
 
   num_categories: int = 16
 
@@ -513,10 +419,6 @@ class ClusteringAAE(CategoricalAAE):
       raise ValueError("ClusteringAAE uses no labels (num_labeled must be 0); see "
                        "SemiSupervisedAAE.")
     super().__post_init__()
-
-  @classmethod
-  def config_kwargs(cls, config):
-    return {"num_categories": int(config.num_clusters)}
 
 
 def head_hinge(heads: jax.Array, margin) -> tuple[jax.Array, jax.Array]:
@@ -528,7 +430,7 @@ def head_hinge(heads: jax.Array, margin) -> tuple[jax.Array, jax.Array]:
   return jnp.sum(jax.nn.relu(margin - pairs)), jnp.min(pairs)
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class DimReductionAAE(CategoricalAAE):
   """Dimensionality reduction with cluster heads (Fig. 10, 11).
 
@@ -542,8 +444,8 @@ class DimReductionAAE(CategoricalAAE):
 
   which is zero once every two heads are at least η apart. With labels
   (``num_labeled`` > 0, then 10 clusters) a supervised phase trains q(y|x) as in
-  :class:`SemiSupervisedAAE` and ``eval/error_rate`` is argmax y's test error;
-  without, it is the cluster error (majority label per cluster).
+  :class:`SemiSupervisedAAE` (``eval/error_rate``); without, the clusters are
+  evaluated as :class:`ClusteringAAE`'s (``eval/cluster_error``).
 
   Attributes:
     head_init_spacing: the heads start at the vertices of a regular polygon of
@@ -553,19 +455,21 @@ class DimReductionAAE(CategoricalAAE):
   latent_dim: int = 2
   head_init_spacing: float = 6.0
 
-  @property
-  def PHASES(self):  # noqa: N802
-    return dict(super().PHASES, recon=("encoder", "decoder", "cluster_heads"))
+  @classmethod
+  def from_config(cls, config, image_shape, **fields):
+    return super().from_config(config, image_shape,
+                               head_init_spacing=float(config.get("head_margin", 6.0)), **fields)
 
-  @property
-  def DEFAULT_HPARAMS(self):  # noqa: N802
-    return dict(super().DEFAULT_HPARAMS, head_margin=6.0, head_weight=1.0)
+  def phases(self):
+    return dict(super().phases(), recon=("encoder", "decoder", "cluster_heads"))
 
-  def extra_networks(self):
-    y = jnp.zeros((2, self.num_categories), jnp.float32)
-    return {**super().extra_networks(),
+  def default_hparams(self):
+    return dict(super().default_hparams(), head_margin=6.0, head_weight=1.0)
+
+  def networks(self):
+    return {**super().networks(),
             "cluster_heads": (ClusterHeads(self.num_categories, self.latent_dim,
-                                           self.head_init_spacing), (y,))}
+                                           self.head_init_spacing), ((2, self.num_categories),))}
 
   def decoder_input_dim(self):
     return self.latent_dim
@@ -578,20 +482,3 @@ class DimReductionAAE(CategoricalAAE):
     loss, min_dist = head_hinge(params["cluster_heads"]["heads"], state.hparams["head_margin"])
     return state.hparams["head_weight"] * loss, {"head_penalty": loss,
                                                  "min_head_distance": min_dist}
-
-  def extra_plots(self, state, plots_dir, test, rng):
-    """``cluster_heads.png``; ``representation_manifold.png``: a grid over test representations."""
-    paths = super().extra_plots(state, plots_dir, test, rng)
-    r = encode_numpy(self, state, test["image"][:5000])["r"]
-    lo, hi = np.percentile(r, [1, 99], axis=0)
-    paths.append(_grid_plot(self, state, os.path.join(plots_dir, "representation_manifold.png"),
-                            plots.box_grid(20, lo, hi), 20,
-                            "decoded grid over the test representations"))
-    return paths
-
-  @classmethod
-  def config_kwargs(cls, config):
-    return {"num_categories": int(config.num_clusters), "num_labeled": int(config.num_labeled),
-            "labeled_batch_size": int(config.get("labeled_batch_size", config.batch_size)),
-            "head_init_spacing": float(config.get("head_margin", 6.0))}
-

@@ -16,15 +16,14 @@ import dataclasses
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 
-from aaejax import networks, penalties
-from aaejax.models.base import Autoencoder
+from aaejax import core, penalties
+from aaejax.models.autoencoder import Autoencoder, critic_networks
 
 WAE_PENALTIES = ("gan", "mmd_rbf", "mmd_imq")
 
 
-@dataclasses.dataclass(frozen=True, eq=False)
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class WAE(Autoencoder):
   """WAE-GAN or WAE-MMD.
 
@@ -53,27 +52,32 @@ class WAE(Autoencoder):
       raise ValueError(f"unknown WAE penalty {self.penalty!r}; expected one of {WAE_PENALTIES}.")
     super().__post_init__()
 
-  @property
-  def PHASES(self):  # noqa: N802 — depends on the penalty
-    ae = {"ae": ("encoder", "decoder")}
-    return {"critic": ("critic",), **ae} if self.penalty == "gan" else ae
+  @classmethod
+  def from_config(cls, config, image_shape, **fields):
+    fields.setdefault("penalty", config.penalty)
+    if "critic_hidden" in config:
+      fields.setdefault("critic_hidden", tuple(config.critic_hidden))
+    return super().from_config(config, image_shape, **fields)
 
-  @property
-  def DEFAULT_HPARAMS(self):  # noqa: N802
+  def phases(self):
+    ae = {"ae": ("encoder", "decoder")}
+    return {**ae, "critic": ("critic",)} if self.penalty == "gan" else ae
+
+  def default_hparams(self):
     hp = {"lr_ae": 1e-3, "penalty_weight": 10.0, "recon_weight": 1.0, "prior_scale": 1.0,
           "kernel_scale": 1.0}
     if self.penalty == "gan":
       hp.update(lr_critic=5e-4, critic_noise=0.0)
     return hp
 
-  def extra_networks(self):
-    if self.penalty != "gan":
-      return {}
-    z = jnp.zeros((2, self.latent_dim), jnp.float32)
-    return {"critic": (networks.Critic(tuple(self.critic_hidden)), (z,))}
+  def networks(self):
+    nets = super().networks()
+    if self.penalty == "gan":
+      nets.update(critic_networks({"critic": self.latent_dim}, self.critic_hidden))
+    return nets
 
   def train_step(self, state, batch, rng):
-    x = self._inputs(batch)
+    x = self.inputs(batch)
     n = x.shape[0]
     keys = jax.random.split(rng, 6)
     pz = self.sample_prior(state, keys[0], n)
@@ -82,23 +86,25 @@ class WAE(Autoencoder):
 
       def critic_loss(params):
         heads, _ = self.encode_heads(params, state.model_state, x, keys[1])
-        fake = self.critic_logits(state, params, jax.lax.stop_gradient(heads["z"]), keys[2])
-        real = self.critic_logits(state, params, pz, keys[3])
+        fake = self.latent_critic_logits(state, params, jax.lax.stop_gradient(heads["z"]),
+                                         keys[2])
+        real = self.latent_critic_logits(state, params, pz, keys[3])
         loss = penalties.critic_loss(real, fake)
         return loss, ({"critic_loss": loss, "critic_acc": penalties.critic_accuracy(real, fake)},
                       state.model_state)
 
-      state, metrics = self.phase(state, "critic", critic_loss)
+      state, metrics = core.update(self, state, "critic", critic_loss)
 
     def ae_loss(params):
       heads, ms = self.encode_heads(params, state.model_state, x, keys[4])
       recon, ms = self.reconstruction(params, ms, x, heads["z"])
       if self.penalty == "gan":
-        penalty = penalties.generator_loss(self.critic_logits(state, params, heads["z"], keys[5]))
+        penalty = penalties.generator_loss(
+            self.latent_critic_logits(state, params, heads["z"], keys[5]))
       else:
         penalty = penalties.mmd(heads["z"], pz, self.penalty[4:], state.hparams["kernel_scale"])
       loss = state.hparams["recon_weight"] * recon + state.hparams["penalty_weight"] * penalty
       return loss, ({"loss": loss, "recon_loss": recon, "penalty": penalty}, ms)
 
-    state, m_ae = self.phase(state, "ae", ae_loss)
+    state, m_ae = core.update(self, state, "ae", ae_loss)
     return state.replace(step=state.step + 1), {**metrics, **m_ae}

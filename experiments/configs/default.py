@@ -19,6 +19,12 @@ def get_config():
   c.num_devices = 0             # 0: all local devices
   c.plots = True
   c.disable_progress = False
+  # Evaluation: every evaluator of aaejax.evaluation that the model can use runs at each
+  # eval, except those named here (e.g. ("mode_coverage", "knn_accuracy")).
+  c.skip_evaluators = ()
+  c.mode_coverage_samples = 10_000  # generated images the digit classifier labels
+  c.cache_dir = ""              # digit classifier cache; "" = $AAEJAX_CACHE_DIR or ~/.cache/aaejax
+  c.classifier_options = {}     # aaejax.digits.train_classifier's options, e.g. {'steps': 3000}
   # Model.
   c.latent_dim = 2
   c.prior = "gaussian"

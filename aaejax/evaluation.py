@@ -1,0 +1,329 @@
+"""Evaluators: the eval metrics of a run, chosen from what its model can do.
+
+An evaluator is registered under a name with the capabilities it needs
+(:mod:`aaejax.core`'s constants); a run evaluates every registered evaluator
+whose needs its model declares (:meth:`aaejax.core.Model.capabilities`) and that
+applies to its data, except those named in ``config.skip_evaluators``. Adding a
+metric is one :func:`register` call here; a model never imports metric code.
+
+========================  =================  ===========================================
+evaluator                 needs              metrics
+========================  =================  ===========================================
+recon_loss                reconstruct        ``eval/recon_loss`` (nats per image, Bernoulli)
+mmd_to_prior              encode, prior      ``eval/mmd_to_prior`` (IMQ, test codes vs p(z))
+knn_accuracy              encode             ``eval/knn_accuracy`` (5-NN on training codes)
+label_component           label_prior        ``eval/label_component_accuracy``
+classification            classify           ``eval/error_rate``, ``eval/y_confidence``
+clustering                cluster            ``eval/cluster_error``, ``eval/categories_used``,
+                                             ``eval/y_confidence``
+likelihood                likelihood         ``eval/nll_elbo``, ``eval/nll_iw``
+mode_coverage             generate           ``eval/classes_covered``,
+                          (10-class 28×28)   ``eval/rarest_class_share``, ``eval/confident_share``
+========================  =================  ===========================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, Callable, Mapping
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from aaejax import core, metrics, priors as priors_lib
+
+EVAL_BATCH = 500  # examples per chunk of the per-example pass
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluator:
+  """A registered evaluator: ``fn(context) -> {metric: float}``.
+
+  Attributes:
+    name: what ``config.skip_evaluators`` names.
+    needs: capabilities the model must declare.
+    fn: the metric computation, given an :class:`Context`.
+    applies: ``(model, config) -> bool``, for conditions beyond capabilities
+      (e.g. the data set); always by default.
+  """
+
+  name: str
+  needs: frozenset[str]
+  fn: Callable[["Context"], dict[str, float]]
+  applies: Callable[[Any, Any], bool] = lambda model, config: True
+
+
+REGISTRY: dict[str, Evaluator] = {}
+
+
+def register(name: str, needs, applies=None):
+  """Decorator: registers ``fn(context) -> metrics`` as evaluator ``name``."""
+
+  def wrap(fn):
+    REGISTRY[name] = Evaluator(name, frozenset(needs), fn,
+                               applies or (lambda model, config: True))
+    return fn
+
+  return wrap
+
+
+def select(model, config) -> list[Evaluator]:
+  """The evaluators of a run: those whose needs ``model`` meets, less the skipped ones."""
+  skip = tuple(config.get("skip_evaluators", ()) or ())
+  unknown = sorted(set(skip) - set(REGISTRY))
+  if unknown:
+    raise ValueError(f"config.skip_evaluators names unknown evaluators {unknown}; known: "
+                     f"{sorted(REGISTRY)}.")
+  caps = model.capabilities()
+  return [e for e in REGISTRY.values()
+          if e.needs <= caps and e.name not in skip and e.applies(model, config)]
+
+
+def _chunked(fn, arrays: Mapping[str, jax.Array], batch_size: int):
+  """Applies jittable ``fn(batch) -> dict`` over the leading axis in chunks, on device."""
+  n = next(iter(arrays.values())).shape[0]
+  usable = n - n % batch_size
+  out = None
+  if usable:
+    chunks = jax.tree.map(lambda a: a[:usable].reshape(-1, batch_size, *a.shape[1:]), arrays)
+    out = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), jax.lax.map(fn, chunks))
+  if usable < n:
+    rest = fn(jax.tree.map(lambda a: a[usable:], arrays))
+    out = rest if out is None else jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
+  return out
+
+
+def per_example(model, state, batch) -> dict[str, jax.Array]:
+  """Per-example test quantities of a batch, as far as the model's capabilities go."""
+  caps = model.capabilities()
+  out = {}
+  if core.ENCODE in caps:
+    heads = model.encode(state, batch["image"])
+    out["z"] = model.latent(heads)
+    if "y_logits" in heads:
+      out["y_logits"] = heads["y_logits"]
+  if core.RECONSTRUCT in caps:
+    out["recon_loss"] = model.reconstruction_loss(state, batch)
+  return out
+
+
+class Evaluation:
+  """A run's evaluation: its evaluators and compiled functions, reused at every eval.
+
+  Args:
+    model: the model.
+    config: the run's config (``skip_evaluators``, evaluator options).
+    test: the test split's device arrays (``image``, ``label``).
+  """
+
+  def __init__(self, model, config, test: Mapping[str, jax.Array]):
+    self.model, self.config, self.test = model, config, test
+    self.evaluators = select(model, config)
+    self.outputs = jax.jit(lambda state, arrays: _chunked(
+        functools.partial(per_example, model, state), arrays, EVAL_BATCH))
+
+  @property
+  def names(self) -> list[str]:
+    return [e.name for e in self.evaluators]
+
+  def __call__(self, state, train_subset: Mapping[str, jax.Array], rng: jax.Array
+               ) -> dict[str, float]:
+    """``eval/…`` metrics of ``state``; ``train_subset`` holds training examples (labels −1
+    where hidden) for evaluators that need a reference set."""
+    ctx = Context(self, state, train_subset, rng)
+    result: dict[str, float] = {}
+    for i, e in enumerate(self.evaluators):
+      ctx.rng = jax.random.fold_in(rng, i)
+      result.update(e.fn(ctx))
+    return result
+
+
+@dataclasses.dataclass
+class Context:
+  """What an evaluator sees: the model, the state, the data, a key, cached outputs."""
+
+  evaluation: Evaluation
+  state: Any
+  train: Mapping[str, jax.Array]
+  rng: jax.Array
+  _cache: dict = dataclasses.field(default_factory=dict)
+
+  @property
+  def model(self):
+    return self.evaluation.model
+
+  @property
+  def config(self):
+    return self.evaluation.config
+
+  @property
+  def test(self):
+    return self.evaluation.test
+
+  @property
+  def test_outputs(self) -> dict[str, jax.Array]:
+    """:func:`per_example` over the whole test split (computed once per eval)."""
+    if "test" not in self._cache:
+      self._cache["test"] = self.evaluation.outputs(self.state, self.test)
+    return self._cache["test"]
+
+  @property
+  def train_outputs(self) -> dict[str, jax.Array]:
+    """:func:`per_example` over the training subset (computed once per eval)."""
+    if "train" not in self._cache:
+      self._cache["train"] = self.evaluation.outputs(self.state, self.train)
+    return self._cache["train"]
+
+
+def context(model, state, test, train=None, *, config=None, rng=None, test_outputs=None,
+            train_outputs=None) -> Context:
+  """A :class:`Context` for calling one evaluator directly: ``REGISTRY[name].fn(ctx)``.
+
+  ``test_outputs`` / ``train_outputs`` (dicts as :func:`per_example` returns)
+  stand in for the model's own pass, e.g. hand-made codes in a test.
+  """
+  ctx = Context(Evaluation(model, config or {}, test), state, train or {},
+                jax.random.key(0) if rng is None else rng)
+  if test_outputs is not None:
+    ctx._cache["test"] = test_outputs
+  if train_outputs is not None:
+    ctx._cache["train"] = train_outputs
+  return ctx
+
+
+# ---- the evaluators ----------------------------------------------------------------------
+
+
+@register("recon_loss", {core.RECONSTRUCT})
+def _recon_loss(ctx):
+  return {"eval/recon_loss": float(jnp.mean(ctx.test_outputs["recon_loss"]))}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _prior_samples(model, state, rng, n):
+  return model.sample_prior(state, rng, n)
+
+
+@register("mmd_to_prior", {core.ENCODE, core.PRIOR})
+def _mmd_to_prior(ctx):
+  z = ctx.test_outputs["z"]
+  pz = _prior_samples(ctx.model, ctx.state, ctx.rng, z.shape[0])
+  return {"eval/mmd_to_prior": metrics.mmd_imq_blockwise(z, pz)}
+
+
+@register("knn_accuracy", {core.ENCODE})
+def _knn_accuracy(ctx):
+  # Training examples whose label is hidden (label < 0) do not vote.
+  labelled = np.asarray(ctx.train["label"]) >= 0
+  if labelled.sum() < 5:
+    return {}
+  train_z = np.asarray(ctx.train_outputs["z"])[labelled]
+  return {"eval/knn_accuracy": metrics.knn_accuracy(
+      train_z, np.asarray(ctx.train["label"])[labelled], ctx.test_outputs["z"],
+      ctx.test["label"], k=5)}
+
+
+@register("label_component", {core.LABEL_PRIOR})
+def _label_component(ctx):
+  prior = ctx.model.prior
+  z = ctx.test_outputs["z"] / ctx.state.hparams["prior_scale"]
+  if isinstance(prior, priors_lib.SwissRoll):
+    acc = metrics.segment_accuracy(z, ctx.test["label"], prior)
+  else:
+    acc = metrics.nearest_center_accuracy(z, ctx.test["label"], prior.means())
+  return {"eval/label_component_accuracy": acc}
+
+
+def _y_confidence(logits: np.ndarray) -> float:
+  """Mean largest probability of y: 1 for one-hot codes, 1 / K for uniform ones."""
+  return float(np.mean(np.asarray(jax.nn.softmax(logits)).max(axis=-1)))
+
+
+@register("classification", {core.CLASSIFY})
+def _classification(ctx):
+  logits = np.asarray(ctx.test_outputs["y_logits"])
+  return {"eval/error_rate": metrics.error_rate(logits, ctx.test["label"]),
+          "eval/y_confidence": _y_confidence(logits)}
+
+
+@register("clustering", {core.CLUSTER})
+def _clustering(ctx):
+  """Each category is labelled by the majority label of its training members."""
+  logits = np.asarray(ctx.test_outputs["y_logits"])
+  test_y = np.argmax(logits, axis=-1)
+  train_y = np.argmax(np.asarray(ctx.train_outputs["y_logits"]), axis=-1)
+  k = logits.shape[-1]
+  used = np.bincount(test_y, minlength=k) >= 0.005 * len(test_y)
+  return {"eval/cluster_error": metrics.cluster_error(train_y, ctx.train["label"], test_y,
+                                                      ctx.test["label"], k),
+          "eval/categories_used": int(used.sum()), "eval/y_confidence": _y_confidence(logits)}
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3, 4))
+def _log_weights(model, state, images, k, chunk, rng):
+  """(n, k) importance log-weights, ``chunk`` images at a time (the last chunk zero-padded)."""
+  n = images.shape[0]
+  blocks = -(-n // chunk)
+  padded = jnp.pad(images, [(0, blocks * chunk - n)] + [(0, 0)] * (images.ndim - 1))
+
+  def one(args):
+    i, block = args
+    return model.log_weights(state, block, jax.random.fold_in(rng, i), k)
+
+  out = jax.lax.map(one, (jnp.arange(blocks), padded.reshape(blocks, chunk, *images.shape[1:])))
+  return out.reshape(blocks * chunk, k)[:n]
+
+
+def likelihood_bounds(model, state, images, rng, k: int = 100) -> dict[str, float]:
+  """−ELBO and the k-sample importance-weighted bound on −log p(x), mean nats per image.
+
+  Both on the same ``images`` (uint8) with independent samples, jitted, in
+  chunks of about 10,000 decoder passes. The IW bound is ≤ the −ELBO in
+  expectation (equal for k = 1) and tends to −log p(x) as k grows.
+  """
+  n = images.shape[0]
+  elbo_rng, iw_rng = jax.random.split(rng)
+  neg_elbo = -_log_weights(model, state, images, 1, min(n, 1000), elbo_rng)[:, 0]
+  log_w = _log_weights(model, state, images, k, max(1, min(n, 10_000 // k)), iw_rng)
+  iw = -(jax.scipy.special.logsumexp(log_w, axis=1) - np.log(k))
+  return {"nll_elbo": float(jnp.mean(neg_elbo)), "nll_iw": float(jnp.mean(iw))}
+
+
+@register("likelihood", {core.LIKELIHOOD})
+def _likelihood(ctx):
+  """−ELBO on the whole test split; the IW bound on its first ``iw_examples`` images."""
+  k = int(ctx.config.get("iw_samples", 100))
+  m = min(int(ctx.config.get("iw_examples", 1000)), ctx.test["image"].shape[0])
+  elbo_rng, iw_rng = jax.random.split(ctx.rng)
+  n = ctx.test["image"].shape[0]
+  neg_elbo = -_log_weights(ctx.model, ctx.state, ctx.test["image"], 1, min(n, 1000), elbo_rng)
+  subset = likelihood_bounds(ctx.model, ctx.state, ctx.test["image"][:m], iw_rng, k=k)
+  return {"eval/nll_elbo": float(jnp.mean(neg_elbo)), "eval/nll_iw": subset["nll_iw"],
+          "eval/nll_elbo_iw_subset": subset["nll_elbo"]}
+
+
+def _mnist_like(model, config):
+  return tuple(model.image_shape) == (28, 28, 1)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 3))
+def _generate(model, state, rng, n):
+  return model.generate(state, rng, n)
+
+
+@register("mode_coverage", {core.GENERATE}, applies=_mnist_like)
+def _mode_coverage(ctx):
+  """Classes of ``mode_coverage_samples`` generated images, by the project's digit classifier."""
+  from aaejax import digits  # trains (once, cached) the classifier on the run's data set
+
+  n = int(ctx.config.get("mode_coverage_samples", 10_000))
+  params = digits.load_or_train(ctx.config.dataset, ctx.config.get("data_dir") or None,
+                                ctx.config.get("cache_dir") or None,
+                                **dict(ctx.config.get("classifier_options", {}) or {}))
+  images = np.concatenate([np.asarray(_generate(ctx.model, ctx.state,
+                                                jax.random.fold_in(ctx.rng, i), 1000))
+                           for i in range(-(-n // 1000))])[:n]
+  coverage = digits.mode_coverage(digits.predict_proba(params, images))
+  return {f"eval/{k}": v for k, v in coverage.items()}

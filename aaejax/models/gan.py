@@ -1,0 +1,183 @@
+"""The GAN family and the GAN (Goodfellow et al. 2014; DCGAN nets, Radford et al. 2016).
+
+:class:`AdversarialGenerator` is the family's base: a generator G from noise
+z ~ p(z) to images and a critic D on images (later InfoGAN, BiGAN, Triple-GAN
+add a Q head, an encoder, a classifier). The GAN's step is two phases, each one
+Adam update of its own network:
+
+1. ``critic`` (D): −log D(x) − log(1 − D(G(z))) on the batch x and as many fakes
+   (G's output held fixed);
+2. ``gen`` (G): gen_weight · −log D(G(z')) on fresh noise z', with D as phase 1
+   left it (the non-saturating loss).
+
+Images are in [0, 1] on both sides: G's output is the sigmoid mean of its
+logits, as the autoencoders' decoders. With the AAE paper's MLPs (two hidden
+layers of 1000 units; the critic with LeakyReLU) or DCGAN's conv nets (batch
+norm, stride-2 (transposed) convs, 28×28 or 64×64).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from aaejax import core, networks, penalties, priors as priors_lib
+from aaejax.models.autoencoder import optimizer_kwargs
+
+DCGAN_GEN_CHANNELS = {28: (256, 128, 64), 64: (512, 256, 128, 64)}
+DCGAN_CRITIC_CHANNELS = {28: (64, 128), 64: (64, 128, 256, 512)}
+
+
+def build_gan_networks(config, image_shape):
+  """(generator, critic) of ``config.network`` ("mlp" or "conv") for ``image_shape``."""
+  if config.get("network", "mlp") == "mlp":
+    return (networks.MLPDecoder(image_shape, tuple(config.get("hidden", networks.AAE_HIDDEN))),
+            networks.ImageCritic(tuple(config.get("critic_hidden", networks.AAE_HIDDEN))))
+  if config.network != "conv":
+    raise ValueError(f"unknown network {config.network!r}; expected 'mlp' or 'conv'.")
+  side = image_shape[0]
+  gen = tuple(config.get("gen_channels", ()) or DCGAN_GEN_CHANNELS.get(side, ()))
+  critic = tuple(config.get("critic_channels", ()) or DCGAN_CRITIC_CHANNELS.get(side, ()))
+  if not gen or not critic:
+    raise ValueError(f"DCGAN nets are defined for 28x28 and 64x64 images, got {side}x{side}; "
+                     "set config.gen_channels and config.critic_channels.")
+  kernel = config.get("conv_kernel", 4)
+  bn = config.get("batch_norm", True)
+  return (networks.ConvDecoder(image_shape, gen, kernel, bn),
+          networks.ConvCritic(critic, kernel, bn))
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class AdversarialGenerator(core.Model):
+  """Base of the GAN family: generator from noise, critic on images.
+
+  Attributes:
+    image_shape: (H, W, C) of the data.
+    latent_dim: noise dimension.
+    prior: the noise distribution p(z) (a prior object or name; default N(0, I)).
+    generator: linen module, noise -> image logits (default the AAE paper's MLP).
+    critic: linen module, images in [0, 1] -> one logit each (default an MLP).
+  """
+
+  image_shape: tuple[int, ...]
+  latent_dim: int
+  prior: Any = "gaussian"
+  generator: nn.Module | None = None
+  critic: nn.Module | None = None
+
+  def __post_init__(self):
+    if len(self.image_shape) != 3:
+      raise ValueError(f"image_shape must be (H, W, C), got {self.image_shape}.")
+    set_ = lambda k, v: object.__setattr__(self, k, v)
+    set_("image_shape", tuple(self.image_shape))
+    prior = priors_lib.get(self.prior, dim=self.latent_dim)
+    if prior.dim != self.latent_dim:
+      raise ValueError(f"prior dim {prior.dim} != latent_dim {self.latent_dim}.")
+    set_("prior", prior)
+    if self.generator is None:
+      set_("generator", networks.MLPDecoder(self.image_shape))
+    if self.critic is None:
+      set_("critic", networks.ImageCritic())
+
+  @classmethod
+  def from_config(cls, config, image_shape, **fields):
+    image_shape = tuple(image_shape)
+    generator, critic = build_gan_networks(config, image_shape)
+    prior = priors_lib.get(config.prior, dim=config.latent_dim,
+                           **dict(config.get("prior_options", {}) or {}))
+    return cls(image_shape=image_shape, latent_dim=config.latent_dim, prior=prior,
+               generator=generator, critic=critic, **optimizer_kwargs(config), **fields)
+
+  def networks(self):
+    return {"generator": (self.generator, ((2, self.latent_dim),)),
+            "critic": (self.critic, ((2, *self.image_shape),))}
+
+  def capabilities(self):
+    return frozenset({core.GENERATE, core.DECODE, core.PRIOR})
+
+  def decoder_input_dim(self) -> int:
+    return self.latent_dim
+
+  def sample_prior(self, state, rng, n, labels=None):
+    return state.hparams["prior_scale"] * self.prior.sample(rng, n, labels)
+
+  def fake_images(self, params, model_state, z, train=True):
+    """G(z) in [0, 1] and the updated model state."""
+    logits, model_state = self.apply("generator", params, model_state, z, train=train)
+    return networks.mean_images(logits), model_state
+
+  def decode(self, state, z):
+    """G(z) in [0, 1] (inference mode)."""
+    return self.fake_images(state.params, state.model_state, z, train=False)[0]
+
+  def generate(self, state, rng, n):
+    return self.decode(state, self.sample_prior(state, rng, n))
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class GAN(AdversarialGenerator):
+  """The GAN with the non-saturating generator loss.
+
+  Hparams (all sweepable): ``lr_gen``, ``lr_critic`` (Adam), ``gen_weight``,
+  ``prior_scale`` (multiplies the noise).
+
+  Example:
+
+    >>> import jax, jax.numpy as jnp
+    >>> from aaejax import networks
+    >>> from aaejax.models import GAN
+    >>> model = GAN(image_shape=(28, 28, 1), latent_dim=8,
+    ...             generator=networks.MLPDecoder((28, 28, 1), (32,)),
+    ...             critic=networks.ImageCritic((32,)))
+    >>> state = model.init(jax.random.key(0))
+    >>> batch = {"image": jnp.zeros((8, 28, 28, 1), jnp.uint8)}
+    >>> state, metrics = jax.jit(model.train_step)(state, batch, jax.random.key(1))
+    >>> sorted(metrics)
+    ['critic_acc', 'critic_loss', 'gen_loss']
+    >>> model.generate(state, jax.random.key(2), 3).shape
+    (3, 28, 28, 1)
+  """
+
+  def phases(self):
+    return {"gen": ("generator",), "critic": ("critic",)}
+
+  def default_hparams(self):
+    return {"lr_gen": 2e-4, "lr_critic": 2e-4, "gen_weight": 1.0, "prior_scale": 1.0}
+
+  def train_step(self, state, batch, rng):
+    x = core.image_inputs(batch["image"], self.image_shape)
+    n = x.shape[0]
+    keys = jax.random.split(rng, 2)
+    with jax.named_scope("critic"):
+      z = self.sample_prior(state, keys[0], n)
+      fake, model_state = self.fake_images(state.params, state.model_state, z)
+      fake = jax.lax.stop_gradient(fake)
+
+    def critic_loss(params):
+      if "critic" in model_state:  # batch norm: real and fake batches apart, as in DCGAN
+        real_l, ms = self.apply("critic", params, model_state, x, train=True)
+        fake_l, ms = self.apply("critic", params, ms, fake, train=True)
+      else:  # one pass over both
+        logits, ms = self.apply("critic", params, model_state, jnp.concatenate([x, fake]),
+                                train=True)
+        real_l, fake_l = logits[:n], logits[n:]
+      loss = penalties.critic_loss(real_l, fake_l)
+      return loss, ({"critic_loss": loss,
+                     "critic_acc": penalties.critic_accuracy(real_l, fake_l)}, ms)
+
+    state = state.replace(model_state=model_state)
+    state, m_critic = core.update(self, state, "critic", critic_loss)
+
+    def gen_loss(params):
+      images, ms = self.fake_images(params, state.model_state,
+                                    self.sample_prior(state, keys[1], n))
+      logits, ms = self.apply("critic", params, ms, images, train=True)
+      loss = penalties.generator_loss(logits)
+      return state.hparams["gen_weight"] * loss, ({"gen_loss": loss}, ms)
+
+    state, m_gen = core.update(self, state, "gen", gen_loss)
+    return state.replace(step=state.step + 1), {**m_critic, **m_gen}

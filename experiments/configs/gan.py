@@ -1,0 +1,40 @@
+"""GAN on MNIST (Goodfellow et al. 2014), the AAE paper's baseline; DCGAN as ``gan.py:dcgan``.
+
+Non-saturating generator loss, noise z ~ N(0, I). Default: the AAE paper's MLP
+sizes (generator 100-1000-1000-784, critic 784-1000-1000-1 with LeakyReLU 0.2),
+Adam lr 2e-4 with β1 = 0.5 for both phases (Radford et al.'s recipe), batch 100,
+10 epochs. ``gan.py:dcgan``: DCGAN's conv nets (Radford et al. 2016; batch norm,
+4×4 stride-2 (transposed) convs; 28×28 here, 64×64 on 64×64 data). Eval: mode
+coverage by the project's digit classifier on 10,000 samples
+(``eval/classes_covered``, ``eval/rarest_class_share``, ``eval/confident_share``).
+
+  python experiments/main.py --config=experiments/configs/gan.py --workdir=runs/gan
+  python experiments/main.py --config=experiments/configs/gan.py:dcgan --workdir=runs/dcgan
+"""
+
+from configs import default
+
+
+def get_config(arg=""):
+  c = default.get_config()
+  c.model = "gan"
+  c.prior = "gaussian"
+  c.latent_dim = 100
+  c.hidden = (1000, 1000)         # generator MLP
+  c.critic_hidden = (1000, 1000)  # critic MLP
+  c.learning_rate = 2e-4          # generator
+  c.critic_learning_rate = 2e-4
+  c.gen_weight = 1.0
+  c.adam_b1 = 0.5
+  c.num_steps = 6000              # 10 epochs of MNIST at batch 100
+  c.eval_every = 1000
+  c.checkpoint_every = 1000
+  c.gen_channels = ()             # DCGAN generator widths (): the defaults for the image size
+  c.critic_channels = ()          # DCGAN critic widths
+  if arg == "dcgan":
+    c.network = "conv"
+    c.conv_kernel = 4
+    c.batch_norm = True
+  elif arg:
+    raise ValueError(f"unknown gan config variant {arg!r}; expected '' or 'dcgan'.")
+  return c

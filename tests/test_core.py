@@ -1,0 +1,141 @@
+"""The core: phases over parameter paths (a head on a shared trunk), hparams, streams, configs."""
+
+import dataclasses
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aaejax import core, models, sweeps, train
+
+
+class TrunkAndHeads(nn.Module):
+  """A critic in InfoGAN's shape: one trunk, a real/fake head D and a code head Q on it."""
+
+  @nn.compact
+  def __call__(self, x, train=True):
+    h = nn.relu(nn.Dense(8, name="trunk")(x))
+    return nn.Dense(1, name="d_head")(h)[:, 0], nn.Dense(3, name="q_head")(h)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class SharedTrunk(core.Model):
+  """Phase ``critic`` trains the trunk and D; phase ``info`` trains only Q, on the trunk's output."""
+
+  def networks(self):
+    return {"critic": (TrunkAndHeads(), ((2, 4),))}
+
+  def phases(self):
+    return {"critic": ("critic/trunk", "critic/d_head"), "info": ("critic/q_head",)}
+
+  def default_hparams(self):
+    return {"lr_critic": 0.1, "lr_info": 0.1}
+
+  def train_step(self, state, batch, rng):
+    def critic_loss(params):
+      d, _ = self.apply("critic", params, {}, batch["x"], train=True)[0]
+      return jnp.mean(d ** 2), ({"critic_loss": jnp.mean(d ** 2)}, state.model_state)
+
+    def info_loss(params):
+      _, q = self.apply("critic", params, {}, batch["x"], train=True)[0]
+      return jnp.mean((q - 1.0) ** 2), ({"info_loss": jnp.mean((q - 1.0) ** 2)},
+                                        state.model_state)
+
+    state, m1 = core.update(self, state, "critic", critic_loss)
+    state, m2 = core.update(self, state, "info", info_loss)
+    return state.replace(step=state.step + 1), {**m1, **m2}
+
+
+def changed(a, b):
+  return jax.tree.map(lambda x, y: bool(jnp.any(x != y)), a, b)
+
+
+def test_a_phase_may_train_part_of_a_network():
+  model = SharedTrunk()
+  state = model.init(jax.random.key(0))
+  # Each phase's optimizer state covers just its parameters.
+  assert set(core.select(state.params, ("critic/q_head",))["critic"]) == {"q_head"}
+  mu = state.opt_state["info"].mu
+  assert set(mu["critic"]) == {"q_head"}
+  x = {"x": jax.random.normal(jax.random.key(1), (5, 4))}
+  info_only = core.update(model, state, "info", lambda p: (
+      jnp.sum(model.apply("critic", p, {}, x["x"], train=True)[0][1]), ({}, {})))[0]
+  diff = changed(state.params, info_only.params)["critic"]
+  assert all(jax.tree.leaves(diff["q_head"]))
+  assert not any(jax.tree.leaves(diff["trunk"])) and not any(jax.tree.leaves(diff["d_head"]))
+  # A full step: both phases train their parts, jitted and vmapped like any model.
+  new, m = jax.jit(model.train_step)(state, x, jax.random.key(2))
+  diff = changed(state.params, new.params)["critic"]
+  assert all(jax.tree.leaves(diff)) and sorted(m) == ["critic_loss", "info_loss"]
+  stacked = sweeps.stack_states([model.init(jax.random.key(0), {"lr_info": lr})
+                                 for lr in (0.0, 0.1)])
+  out, _ = jax.jit(sweeps.vmap_step(model.train_step))(stacked, x, jax.random.split(
+      jax.random.key(2), 2))
+  q = out.params["critic"]["q_head"]["kernel"]
+  np.testing.assert_array_equal(q[0], state.params["critic"]["q_head"]["kernel"])  # lr 0
+  assert bool(jnp.any(q[1] != q[0]))
+
+
+def test_phase_paths_are_checked():
+  with pytest.raises(ValueError, match="not a network"):
+    core.check_paths({"a": ("generator",)}, ["critic"])
+  with pytest.raises(ValueError, match="overlapping"):
+    core.check_paths({"a": ("critic", "critic/q_head")}, ["critic"])
+  with pytest.raises(ValueError, match="trains nothing"):
+    core.check_paths({"a": ()}, ["critic"])
+  with pytest.raises(KeyError, match="critic/nope"):
+    core.select({"critic": {"q_head": {}}}, ("critic/nope",))
+  model = SharedTrunk()
+  state = model.init(jax.random.key(0))
+  with pytest.raises(ValueError, match="another structure"):
+    core.apply_gradients(model, state, "info", {"critic": state.params["critic"]})
+
+
+def test_hparams_are_declared_by_the_model():
+  aae = models.AAE(image_shape=(28, 28, 1), latent_dim=2, critic_hidden=(8,))
+  assert aae.hparam_fields()["lr_recon"] == "learning_rate"
+  assert aae.hparam_fields()["lr_critic"] == "critic_learning_rate"
+  assert aae.hparam_fields()["gen_weight"] == "gen_weight"
+  assert sweeps.sweepable_fields(aae)["critic_noise"] == "critic_noise"
+  gan = models.GAN(image_shape=(28, 28, 1), latent_dim=4)
+  assert gan.hparam_fields() == {"lr_gen": "learning_rate", "lr_critic": "critic_learning_rate",
+                                 "gen_weight": "gen_weight", "prior_scale": "prior_scale"}
+  with pytest.raises(ValueError, match="unknown hparams"):
+    gan.hparams(beta=1.0)
+
+
+def test_streams_are_deterministic_per_step():
+  model = models.SemiSupervisedAAE(image_shape=(28, 28, 1), latent_dim=2, num_labeled=20,
+                                   labeled_batch_size=4, critic_hidden=(8,))
+  host = {"image": np.arange(200 * 784, dtype=np.uint32).reshape(200, 28, 28, 1).astype(np.uint8),
+          "label": np.arange(200, dtype=np.int32) % 10}
+  _, streams = train.run_data(model, host, seed=0)
+  assert np.bincount(streams["labeled"]["label"]).tolist() == [2] * 10
+  streams = jax.tree.map(jnp.asarray, streams)
+  draw = lambda step: train.add_streams(model, {}, streams, jax.random.fold_in(
+      jax.random.key(0), step))
+  a, b, c = draw(3), draw(3), draw(4)
+  assert a["labeled_image"].shape == (4, 28, 28, 1) and a["labeled_label"].shape == (4,)
+  np.testing.assert_array_equal(a["labeled_label"], b["labeled_label"])
+  assert not np.array_equal(np.asarray(a["labeled_image"]), np.asarray(c["labeled_image"]))
+  with pytest.raises(ValueError, match="needs the data streams"):
+    train.add_streams(model, {}, {}, jax.random.key(0))
+
+
+def test_every_registered_model_builds_from_its_config():
+  from configs import default
+  for name, cls in models.MODELS.items():
+    c = default.get_config()
+    c.model = name
+    c.hidden, c.latent_dim = (8,), 2
+    c.critic_hidden = (8,)
+    c.penalty, c.num_labeled, c.num_clusters = "mmd_imq", 100, 10
+    c.prior = "gaussian_mixture" if name == "aae_supervised_prior" else "gaussian"
+    c.posterior = "gaussian" if name == "vae" else "deterministic"
+    c.num_labeled = 0 if name == "aae_clustering" else 100
+    model = models.create(c, (28, 28, 1))
+    assert type(model) is cls
+    assert set(models.hparams_from_config(model, c)) <= set(model.default_hparams())
+    assert model.capabilities() <= set(core.CAPABILITIES)
