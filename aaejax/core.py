@@ -51,7 +51,6 @@ Example: a one-network model with a phase that trains only the head.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
@@ -263,39 +262,41 @@ class Model:
   def init(self, rng: jax.Array, hparams: Mapping[str, Any] | None = None) -> TrainState:
     """A fresh state: initialised networks, one optimizer state per phase, hparams.
 
-    Compiled (one program per model): initialising conv nets op by op takes seconds.
+    Runs op by op unless you jit it (the training loop runs ``jax.jit(model.init)``;
+    for conv nets that is much faster than eager init).
     """
-    return _init(self, rng, self.hparams(**(hparams or {})))
+    hp = self.hparams(**(hparams or {}))
+    nets, phases = self.networks(), self.phases()
+    check_paths(phases, list(nets))
+    missing = {f"lr_{p}" for p in phases} - set(hp)
+    if missing:
+      raise ValueError(f"{type(self).__name__} lacks the learning rates {sorted(missing)}.")
+    params, model_state = {}, {}
+    init_rng, state_rng = jax.random.split(rng)
+    for i, (name, (module, shapes)) in enumerate(sorted(nets.items())):
+      inputs = [jnp.zeros(s, jnp.float32) for s in shapes]
+      variables = module.init(jax.random.fold_in(init_rng, i), *inputs)
+      params[name] = variables["params"]
+      rest = {k: v for k, v in variables.items() if k != "params"}
+      if rest:
+        model_state[name] = rest
+    opt_state = {p: self.optimizer.init(select(params, paths)) for p, paths in phases.items()}
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
+                      model_state=model_state, hparams=hp, rng=state_rng)
 
-  def apply(self, name: str, params: Params, model_state: Mapping, *inputs, train: bool):
-    """Applies network ``name``; returns (output, model_state updated if training)."""
+  def apply(self, name: str, params: Params, model_state: Mapping, *inputs, train: bool,
+            rngs: Mapping[str, jax.Array] | None = None):
+    """Applies network ``name``; returns (output, model_state updated if training).
+
+    ``rngs`` are the module's rngs (e.g. ``{"dropout": key}``).
+    """
     module = self.networks()[name][0]
     variables = {"params": params[name], **model_state.get(name, {})}
     if train and model_state.get(name):
-      out, updates = module.apply(variables, *inputs, train=True, mutable=list(model_state[name]))
+      out, updates = module.apply(variables, *inputs, train=True, mutable=list(model_state[name]),
+                                  rngs=rngs)
       return out, {**model_state, name: updates}
-    return module.apply(variables, *inputs, train=train), model_state
-
-
-@functools.partial(jax.jit, static_argnums=0)
-def _init(model: Model, rng: jax.Array, hp: dict) -> TrainState:
-  nets, phases = model.networks(), model.phases()
-  check_paths(phases, list(nets))
-  missing = {f"lr_{p}" for p in phases} - set(hp)
-  if missing:
-    raise ValueError(f"{type(model).__name__} lacks the learning rates {sorted(missing)}.")
-  params, model_state = {}, {}
-  init_rng, state_rng = jax.random.split(rng)
-  for i, (name, (module, shapes)) in enumerate(sorted(nets.items())):
-    inputs = [jnp.zeros(s, jnp.float32) for s in shapes]
-    variables = module.init(jax.random.fold_in(init_rng, i), *inputs)
-    params[name] = variables["params"]
-    rest = {k: v for k, v in variables.items() if k != "params"}
-    if rest:
-      model_state[name] = rest
-  opt_state = {p: model.optimizer.init(select(params, paths)) for p, paths in phases.items()}
-  return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=opt_state,
-                    model_state=model_state, hparams=hp, rng=state_rng)
+    return module.apply(variables, *inputs, train=train, rngs=rngs), model_state
 
 
 # ---- the phase update --------------------------------------------------------------------

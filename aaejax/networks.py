@@ -28,15 +28,29 @@ RECON_LOSSES = ("bernoulli", "gaussian")
 
 
 class MLP(nn.Module):
-  """Dense ReLU layers, then a linear output layer."""
+  """Dense ReLU layers (LeakyReLU with ``negative_slope`` > 0), then a linear output layer.
+
+  With ``batch_norm``, batch norm before the activation of every hidden layer but the
+  first; with ``dropout`` > 0 and ``train``, dropout after every hidden layer (rng
+  ``"dropout"``).
+  """
 
   hidden: Sequence[int]
   out: int
+  negative_slope: float = 0.0
+  dropout: float = 0.0
+  batch_norm: bool = False
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, train: bool = False):
+    act = nn.relu if not self.negative_slope else lambda h: nn.leaky_relu(h, self.negative_slope)
     for i, h in enumerate(self.hidden):
-      x = nn.relu(nn.Dense(h, name=f"hidden_{i}")(x))
+      x = nn.Dense(h, name=f"hidden_{i}")(x)
+      if self.batch_norm and i:
+        x = _norm(True, train, f"bn_{i}")(x)
+      x = act(x)
+      if self.dropout:
+        x = nn.Dropout(self.dropout, deterministic=not train)(x)
     return nn.Dense(self.out, name="out")(x)
 
 
@@ -75,15 +89,21 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-  """Maps codes (optionally concatenated with a condition) to image logits."""
+  """Maps codes (optionally concatenated with a condition) to image logits.
+
+  Also the GAN family's MLP generator, there with ``negative_slope`` 0.2 (LeakyReLU)
+  and ``batch_norm`` (after every hidden layer but the first).
+  """
 
   image_shape: Sequence[int]
   hidden: Sequence[int] = AAE_HIDDEN
+  negative_slope: float = 0.0
+  batch_norm: bool = False
 
   @nn.compact
   def __call__(self, z, train: bool = True):
-    del train
-    out = MLP(self.hidden, math.prod(self.image_shape), name="mlp")(z)
+    out = MLP(self.hidden, math.prod(self.image_shape), self.negative_slope,
+              batch_norm=self.batch_norm, name="mlp")(z, train)
     return out.reshape(z.shape[0], *self.image_shape)
 
 
@@ -101,18 +121,20 @@ class Critic(nn.Module):
 
 
 class ImageCritic(nn.Module):
-  """Image critic of the GAN family: flattened image -> LeakyReLU MLP -> one logit."""
+  """Image critic of the GAN family: flattened image -> LeakyReLU MLP -> one logit.
+
+  ``dropout`` after each hidden layer in training, as the GAN paper's MNIST
+  discriminator (Goodfellow et al. 2014); it needs a ``"dropout"`` rng then.
+  """
 
   hidden: Sequence[int] = AAE_HIDDEN
   negative_slope: float = 0.2
+  dropout: float = 0.0
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    del train
     h = x.reshape(x.shape[0], -1)
-    for i, w in enumerate(self.hidden):
-      h = nn.leaky_relu(nn.Dense(w, name=f"hidden_{i}")(h), self.negative_slope)
-    return nn.Dense(1, name="out")(h)[:, 0]
+    return MLP(self.hidden, 1, self.negative_slope, self.dropout, name="mlp")(h, train)[:, 0]
 
 
 class ConvCritic(nn.Module):
@@ -129,20 +151,28 @@ class ConvCritic(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    h = x
-    k = (self.kernel_size, self.kernel_size)
-    for i, c in enumerate(self.channels):
-      h = nn.Conv(c, k, strides=(2, 2), padding="SAME", name=f"conv_{i}")(h)
-      if i:
-        h = _norm(self.batch_norm, train, f"bn_{i}")(h)
-      h = nn.leaky_relu(h, 0.2)
-    return nn.Dense(1, name="out")(h.reshape(h.shape[0], -1))[:, 0]
+    h = _conv_stack(x, self.channels, self.kernel_size, self.batch_norm, train,
+                    lambda h: nn.leaky_relu(h, 0.2), norm_first=False)
+    return nn.Dense(1, name="out")(h)[:, 0]
 
 
 def _norm(use_bn: bool, train: bool, name: str):
   if not use_bn:
     return lambda x: x
   return nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)
+
+
+def _conv_stack(h, channels, kernel_size, batch_norm, train, activation, norm_first=True):
+  """Stride-2 convs ``conv_i``, each with batch norm ``bn_i`` (not the first unless
+  ``norm_first``) and ``activation``; returns the flattened features. Call inside a
+  ``nn.compact`` method (the layers belong to that module)."""
+  k = (kernel_size, kernel_size)
+  for i, c in enumerate(channels):
+    h = nn.Conv(c, k, strides=(2, 2), padding="SAME", name=f"conv_{i}")(h)
+    if i or norm_first:
+      h = _norm(batch_norm, train, f"bn_{i}")(h)
+    h = activation(h)
+  return h.reshape(h.shape[0], -1)
 
 
 class ConvEncoder(nn.Module):
@@ -160,12 +190,7 @@ class ConvEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    h = x
-    k = (self.kernel_size, self.kernel_size)
-    for i, c in enumerate(self.channels):
-      h = nn.Conv(c, k, strides=(2, 2), padding="SAME", name=f"conv_{i}")(h)
-      h = nn.relu(_norm(self.batch_norm, train, f"bn_{i}")(h))
-    h = h.reshape(h.shape[0], -1)
+    h = _conv_stack(x, self.channels, self.kernel_size, self.batch_norm, train, nn.relu)
     return _Heads(self.latent_dim, self.gaussian, self.num_categories, name="heads")(h)
 
 

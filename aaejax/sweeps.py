@@ -112,7 +112,7 @@ def init_members(model, configs: Sequence[Mapping]) -> Any:
   config (:func:`aaejax.models.hparams_from_config`). The configs must agree on
   everything that shapes ``model`` (only sweepable fields may differ).
   """
-  init = model.init  # compiled, the same program as in a solo run
+  init = jax.jit(model.init)  # as in a solo run
   return stack_states([init(member_keys(c["seed"])[0], models.hparams_from_config(model, c))
                        for c in configs])
 
@@ -336,8 +336,7 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
   # Members with one seed share the data order. On CPU each still gets its own copy of the
   # permutation (so its own batch): with one batch shared by all, XLA transposes the stacked
   # weights for every first-layer matmul and its weight gradient; per-member batches make
-  # them batched matmuls (K=16 small AAEs: 1.00x instead of 0.79x the sequential samples/s,
-  # experiments/benchmark.py --sweep).
+  # them batched matmuls, which is faster (timings: BENCHMARKS.md).
   shared_order = len(set(seeds)) == 1 and jax.default_backend() != "cpu"
   states = jax.device_put(init_members(model, configs), replicated)
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,

@@ -95,20 +95,15 @@ def compiler_options(vmapped: bool = False) -> dict[str, Any]:
   """XLA options for train steps on this backend.
 
   On CPU, copy insertion with region analysis: without it XLA copies every
-  donated parameter and Adam moment before updating it in place (the anchor
-  AAE step of ``experiments/benchmark.py``, 2-core CPU: 31.4 ms without,
-  27.3 ms with, medians of 7 interleaved windows).
+  donated parameter and Adam moment before updating it in place.
 
   On CPU with ``vmapped=True`` (a sweep's step over stacked states), also no
   YNNPACK library fusions: XLA's default hands reductions and elementwise ops
   to YNNPACK subgraphs, and then materialises each of their inputs (every
   member's Bernoulli loss terms, one array per op) instead of fusing them into
-  one loop. K=16 small models of ``experiments/benchmark.py --hidden=128
-  --critic_hidden=128 --sweep=16``, samples/s with / without (medians of 9
-  interleaved windows): WAE-MMD IMQ 46,785 / 72,859, RBF 58,488 / 63,875,
-  WAE-GAN 68,101 / 80,239, AAE 50,472 / 52,385. A single model keeps them
-  (anchor AAE 2,825 / 2,694, WAE-MMD IMQ 6,624 / 5,543 samples/s). Skipped
-  where this jaxlib lacks the option. Elsewhere no options.
+  one loop, which slows sweeps down. A single model keeps them: there
+  YNNPACK's matmuls and reductions are faster. Skipped where this jaxlib lacks
+  the option. Elsewhere no options. The timings behind both: BENCHMARKS.md.
   """
   if jax.default_backend() != "cpu":
     return {}
@@ -333,7 +328,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   evaluate = evaluation.Evaluation(model, config, test)
 
   init_rng, data_rng, eval_rng = jax.random.split(jax.random.key(config.seed), 3)
-  state = model.init(init_rng, models.hparams_from_config(model, config))
+  state = jax.jit(model.init)(init_rng, models.hparams_from_config(model, config))
   state = parallel.replicate(state, mesh)
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
                                   config.get("max_checkpoints", 3))

@@ -245,7 +245,7 @@ def make_step(model, batch_size, mesh, k, steps_per_call=1, steps_per_epoch=None
   (batches ``index·S … index·S + S − 1``).
   """
   if k == 1:
-    state = jax.device_put(model.init(jax.random.key(0)), parallel.replicated(mesh))
+    state = jax.device_put(jax.jit(model.init)(jax.random.key(0)), parallel.replicated(mesh))
     train_fn = train.make_train_fn(model, batch_size, mesh, jit=False)
     step = lambda s, d, perm, i: train_fn(s, d["train"], perm, i, d["streams"])
     return _scanned(step, steps_per_call, steps_per_epoch), state

@@ -22,7 +22,7 @@ class TrunkAndHeads(nn.Module):
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
 class SharedTrunk(core.Model):
-  """Phase ``critic`` trains the trunk and D; phase ``info`` trains only Q, on the trunk's output."""
+  """Phase ``critic`` trains the trunk and D; phase ``info`` only Q, on the trunk's output."""
 
   def networks(self):
     return {"critic": (TrunkAndHeads(), ((2, 4),))}
@@ -101,7 +101,8 @@ def test_hparams_are_declared_by_the_model():
   assert sweeps.sweepable_fields(aae)["critic_noise"] == "critic_noise"
   gan = models.GAN(image_shape=(28, 28, 1), latent_dim=4)
   assert gan.hparam_fields() == {"lr_gen": "learning_rate", "lr_critic": "critic_learning_rate",
-                                 "gen_weight": "gen_weight", "prior_scale": "prior_scale"}
+                                 "gen_weight": "gen_weight", "prior_scale": "prior_scale",
+                                 "critic_noise": "critic_noise"}
   with pytest.raises(ValueError, match="unknown hparams"):
     gan.hparams(beta=1.0)
 

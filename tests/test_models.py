@@ -62,7 +62,7 @@ def test_aae_phases_update_only_their_networks():
   same = jax.tree.map(lambda a, b: bool(jnp.all(a == b)), state.params, critic_only.params)
   assert all(jax.tree.leaves(same["encoder"])) and all(jax.tree.leaves(same["decoder"]))
   assert not all(jax.tree.leaves(same["critic"]))
-  new, _ = model.train_step(state, batch, jax.random.key(1))
+  new, _ = jax.jit(model.train_step)(state, batch, jax.random.key(1))
   assert set(new.opt_state) == {"recon", "critic", "gen"}
 
 
@@ -129,7 +129,7 @@ def test_conv_networks_for_both_image_sizes():
   model = models.WAE(image_shape=(28, 28, 1), latent_dim=4, penalty="mmd_rbf",
                      encoder=networks.ConvEncoder(4, (4, 8, 8, 8), 4),
                      decoder=networks.ConvDecoder((28, 28, 1), (8, 8, 4), 4))
-  state = model.init(jax.random.key(0))
+  state = jax.jit(model.init)(jax.random.key(0))
   assert "encoder" in state.model_state  # batch-norm statistics
   batch = {"image": jnp.full((4, 28, 28, 1), 100, jnp.uint8), "label": jnp.zeros(4, jnp.int32)}
   new, m = jax.jit(model.train_step)(state, batch, jax.random.key(1))
@@ -138,8 +138,9 @@ def test_conv_networks_for_both_image_sizes():
   assert any(jax.tree.leaves(changed))
   enc, dec = networks.ConvEncoder(4, (4, 8, 8, 8), 5), networks.ConvDecoder((64, 64, 3), (8, 8, 8, 4), 5)
   x = jnp.zeros((2, 64, 64, 3))
-  heads, _ = enc.init_with_output(jax.random.key(0), x, train=False)
-  logits, _ = dec.init_with_output(jax.random.key(0), heads["z"], train=False)
+  heads, _ = jax.eval_shape(lambda x: enc.init_with_output(jax.random.key(0), x, train=False), x)
+  logits, _ = jax.eval_shape(lambda z: dec.init_with_output(jax.random.key(0), z, train=False),
+                             heads["z"])
   assert heads["z"].shape == (2, 4) and logits.shape == (2, 64, 64, 3)
 
 

@@ -21,7 +21,7 @@ def small_vae(latent=4):
 
 def small_gan(latent=8):
   return models.GAN(image_shape=(28, 28, 1), latent_dim=latent,
-                    generator=networks.MLPDecoder((28, 28, 1), (128,)),
+                    generator=networks.MLPDecoder((28, 28, 1), (128, 128), 0.2, True),
                     critic=networks.ImageCritic((128,)))
 
 
@@ -102,7 +102,7 @@ def test_dcgan_on_64x64_random_data():
   model = models.create(c, (64, 64, 3))
   assert isinstance(model.generator, networks.ConvDecoder)
   assert isinstance(model.critic, networks.ConvCritic)
-  state = model.init(jax.random.key(0))
+  state = jax.jit(model.init)(jax.random.key(0))
   assert {"generator", "critic"} <= set(state.model_state)  # batch norm in both
   x = jax.random.randint(jax.random.key(1), (4, 64, 64, 3), 0, 256).astype(jnp.uint8)
   args = (state, {"image": x}, jax.random.key(2))

@@ -10,10 +10,17 @@ Adam update of its own network:
 2. ``gen`` (G): gen_weight · −log D(G(z')) on fresh noise z', with D as phase 1
    left it (the non-saturating loss).
 
+D sees its inputs, real and fake, with gaussian "instance noise" of std
+``critic_noise`` added (Sønderby et al. 2017; Arjovsky & Bottou 2017): it keeps an
+image critic from separating the two distributions perfectly early on, where its
+gradient would vanish for G (the latent critics' ``critic_noise`` of the AAE).
+
 Images are in [0, 1] on both sides: G's output is the sigmoid mean of its
-logits, as the autoencoders' decoders. With the AAE paper's MLPs (two hidden
-layers of 1000 units; the critic with LeakyReLU) or DCGAN's conv nets (batch
-norm, stride-2 (transposed) convs, 28×28 or 64×64).
+logits, as the autoencoders' decoders. With the AAE paper's MLP sizes (two hidden
+layers of 1000 units, LeakyReLU 0.2; batch norm in the generator's second layer)
+or DCGAN's conv nets (batch norm, stride-2 (transposed) convs, 28×28 or 64×64).
+Without batch norm in the MLP generator the critic won within 50 steps and G
+collapsed onto one image (BENCHMARKS.md has the screen).
 """
 
 from __future__ import annotations
@@ -35,8 +42,11 @@ DCGAN_CRITIC_CHANNELS = {28: (64, 128), 64: (64, 128, 256, 512)}
 def build_gan_networks(config, image_shape):
   """(generator, critic) of ``config.network`` ("mlp" or "conv") for ``image_shape``."""
   if config.get("network", "mlp") == "mlp":
-    return (networks.MLPDecoder(image_shape, tuple(config.get("hidden", networks.AAE_HIDDEN))),
-            networks.ImageCritic(tuple(config.get("critic_hidden", networks.AAE_HIDDEN))))
+    hidden = tuple(config.get("hidden", networks.AAE_HIDDEN))
+    return (networks.MLPDecoder(image_shape, hidden, negative_slope=0.2,
+                                batch_norm=config.get("batch_norm", True)),
+            networks.ImageCritic(tuple(config.get("critic_hidden", networks.AAE_HIDDEN)),
+                                 dropout=config.get("critic_dropout", 0.0)))
   if config.network != "conv":
     raise ValueError(f"unknown network {config.network!r}; expected 'mlp' or 'conv'.")
   side = image_shape[0]
@@ -59,7 +69,8 @@ class AdversarialGenerator(core.Model):
     image_shape: (H, W, C) of the data.
     latent_dim: noise dimension.
     prior: the noise distribution p(z) (a prior object or name; default N(0, I)).
-    generator: linen module, noise -> image logits (default the AAE paper's MLP).
+    generator: linen module, noise -> image logits (default the AAE paper's MLP sizes
+      with LeakyReLU and batch norm).
     critic: linen module, images in [0, 1] -> one logit each (default an MLP).
   """
 
@@ -79,7 +90,8 @@ class AdversarialGenerator(core.Model):
       raise ValueError(f"prior dim {prior.dim} != latent_dim {self.latent_dim}.")
     set_("prior", prior)
     if self.generator is None:
-      set_("generator", networks.MLPDecoder(self.image_shape))
+      set_("generator", networks.MLPDecoder(self.image_shape, negative_slope=0.2,
+                                            batch_norm=True))
     if self.critic is None:
       set_("critic", networks.ImageCritic())
 
@@ -123,7 +135,8 @@ class GAN(AdversarialGenerator):
   """The GAN with the non-saturating generator loss.
 
   Hparams (all sweepable): ``lr_gen``, ``lr_critic`` (Adam), ``gen_weight``,
-  ``prior_scale`` (multiplies the noise).
+  ``prior_scale`` (multiplies the noise), ``critic_noise`` (std of the instance noise
+  on the critic's inputs; 0 disables it).
 
   Example:
 
@@ -146,12 +159,21 @@ class GAN(AdversarialGenerator):
     return {"gen": ("generator",), "critic": ("critic",)}
 
   def default_hparams(self):
-    return {"lr_gen": 2e-4, "lr_critic": 2e-4, "gen_weight": 1.0, "prior_scale": 1.0}
+    return {"lr_gen": 2e-4, "lr_critic": 2e-4, "gen_weight": 1.0, "prior_scale": 1.0,
+            "critic_noise": 0.0}
+
+  def critic_logits(self, state, params, model_state, images, rng):
+    """D's logits of ``images`` plus ``critic_noise`` gaussian noise, and the new model state."""
+    noise_rng, dropout_rng = jax.random.split(rng)
+    noisy = images + state.hparams["critic_noise"] * jax.random.normal(noise_rng, images.shape,
+                                                                       images.dtype)
+    return self.apply("critic", params, model_state, noisy, train=True,
+                      rngs={"dropout": dropout_rng})
 
   def train_step(self, state, batch, rng):
     x = core.image_inputs(batch["image"], self.image_shape)
     n = x.shape[0]
-    keys = jax.random.split(rng, 2)
+    keys = jax.random.split(rng, 5)
     with jax.named_scope("critic"):
       z = self.sample_prior(state, keys[0], n)
       fake, model_state = self.fake_images(state.params, state.model_state, z)
@@ -159,11 +181,11 @@ class GAN(AdversarialGenerator):
 
     def critic_loss(params):
       if "critic" in model_state:  # batch norm: real and fake batches apart, as in DCGAN
-        real_l, ms = self.apply("critic", params, model_state, x, train=True)
-        fake_l, ms = self.apply("critic", params, ms, fake, train=True)
+        real_l, ms = self.critic_logits(state, params, model_state, x, keys[2])
+        fake_l, ms = self.critic_logits(state, params, ms, fake, keys[3])
       else:  # one pass over both
-        logits, ms = self.apply("critic", params, model_state, jnp.concatenate([x, fake]),
-                                train=True)
+        logits, ms = self.critic_logits(state, params, model_state, jnp.concatenate([x, fake]),
+                                        keys[2])
         real_l, fake_l = logits[:n], logits[n:]
       loss = penalties.critic_loss(real_l, fake_l)
       return loss, ({"critic_loss": loss,
@@ -175,7 +197,7 @@ class GAN(AdversarialGenerator):
     def gen_loss(params):
       images, ms = self.fake_images(params, state.model_state,
                                     self.sample_prior(state, keys[1], n))
-      logits, ms = self.apply("critic", params, ms, images, train=True)
+      logits, ms = self.critic_logits(state, params, ms, images, keys[4])
       loss = penalties.generator_loss(logits)
       return state.hparams["gen_weight"] * loss, ({"gen_loss": loss}, ms)
 

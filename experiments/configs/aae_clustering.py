@@ -10,7 +10,7 @@ test members.
 
 Recipe: as ``aae_semisupervised.py`` (our choices where the paper is silent:
 Adam β1 = 0.5, lr 1e-3 in every phase, critic input noise 0.3, 10-D z, 100
-epochs with lr / 10 after 50; that docstring has the screens behind them).
+epochs with lr / 10 after 50; the screens behind them: BENCHMARKS.md).
 ``eval/categories_used`` and ``eval/y_confidence`` tell a collapse of y.
 
   python experiments/main.py --config=experiments/configs/aae_clustering.py \

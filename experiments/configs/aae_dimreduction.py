@@ -13,9 +13,9 @@ cluster). Paper (%): 1000 labels 4.20, 100 labels 6.08. Plots:
 
 Recipe: as ``aae_semisupervised.py``; ours: η = 6 for z ~ N(0, I) (heads at
 least 6 apart keep the ~95 % disks of radius 2.45 around them disjoint), head
-weight 1, heads starting at the vertices of a regular polygon of side η (drawn
-at random, N(0, 3²), they stayed closer than η for the whole of a 10-epoch run:
-Adam moves a head by about the learning rate per step).
+weight 1, heads starting at the vertices of a regular polygon of side η (Adam
+moves a head by only about the learning rate per step, so heads drawn at random
+stay closer than η; the run behind this: BENCHMARKS.md).
 
   python experiments/main.py --config=experiments/configs/aae_dimreduction.py \
       --workdir=runs/dimred1000 --config.num_labeled=1000

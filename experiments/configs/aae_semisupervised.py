@@ -16,17 +16,7 @@ every phase; gaussian noise of std 0.3 on both critics' inputs (real and fake),
 which keeps the categorical critic from telling one-hot samples from softmax
 outputs at once; 10-D z; labelled batch 100; 100 epochs with every learning
 rate divided by 10 after 50. ``experiments/reproduce.py --table=semisupervised``
-runs the table's rows.
-
-Why these (3,000-step screens, seed 0, constant rates, % test error at step
-3,000): 100 labels 10.64 with critic noise 0.1 and critic/generator rates 2e-4,
-8.34 with noise 0.3 and 1e-3. The same change took unsupervised clustering
-(16 clusters) from 43.4 % with 9 of 16 categories in use to 26.4 % with all 16:
-with noise 0.1 the categorical critic wins (accuracy ≈ 0.8) and y collapses
-onto a few categories. Other screens, one change each from the old recipe:
-generator at 1e-3 34.7 %, critic and generator at 1e-3 60.0 %, noise 0 37.7 %,
-β1 = 0.9 69.3 %, reconstruction at 2e-4 56.1 %; from the new one: critic at
-2e-4 31.9 %, noise 0.5 39.5 % (y less confident).
+runs the table's rows. The screens behind this recipe: BENCHMARKS.md.
 
   python experiments/main.py --config=experiments/configs/aae_semisupervised.py \
       --workdir=runs/semi100 --config.num_labeled=100

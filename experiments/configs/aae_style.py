@@ -8,13 +8,9 @@ of test codes from training codes): 0.1 would be none.
 
 Recipe (ours; the paper's z size and optimiser for this figure were not
 available to us): MLPs of two 1000-unit ReLU layers, Adam with β1 = 0.5,
-learning rate 1e-3 for all three phases, 15-D z, 10 epochs. Measured (seed 0):
-with the unsupervised AAE's rates (critic and generator 2e-4) the decoder
-ignored the label (knn on z 0.90 after 3,000 steps); with 1e-3 everywhere
-knn falls 0.92 → 0.84 → 0.80 over steps 1,000 → 3,000 → 6,000 and the decoder
-draws the requested class for most rows of the grid, but z still carries part
-of the digit's identity after 10 epochs: disentanglement is partial at this
-budget.
+learning rate 1e-3 for all three phases, 15-D z, 10 epochs. Why 1e-3
+everywhere: with the unsupervised AAE's adversarial rates the decoder ignores
+the label. The screens behind this recipe: BENCHMARKS.md.
 
   python experiments/main.py --config=experiments/configs/aae_style.py --workdir=runs/style
 """

@@ -13,15 +13,9 @@ Recipe (the paper gives no optimiser details for this figure; ours): MLPs of
 two 1000-unit ReLU layers for encoder, decoder and critic, Adam with β1 = 0.5,
 no critic noise, 10 epochs, 10,000 labelled examples, learning rate 1e-3 for
 all three phases, and a labelled mini-batch of 100 (``labeled_batch_size``)
-added to every step's regularization phases. Why: with the unsupervised rates
-(critic and generator 2e-4) the critic wins (accuracy 0.96) and codes never
-reach their components; with 1e-3 but only the ~17 labelled examples a random
-batch holds, the classes form arms of the mixture in an arbitrary order
-(``label_component_accuracy`` 0.127 after 3,000 steps); with the labelled
-mini-batch it was 0.933 after 1,000 steps and 0.935 after 3,000
-(seed 0, gaussian mixture; each class fills its own arm), and 0.908 after
-3,000 steps with the swiss roll (classes in roll order; the walk along the roll
-morphs each digit's style).
+added to every step's regularization phases. Why: at the unsupervised rates
+the critic wins, and without the labelled mini-batch the classes land on the
+components in an arbitrary order. The screens behind this recipe: BENCHMARKS.md.
 
   python experiments/main.py --config=experiments/configs/aae_supervised_prior.py \
       --workdir=runs/supervised_prior --config.prior=swiss_roll

@@ -1,7 +1,8 @@
 """GAN on MNIST (Goodfellow et al. 2014), the AAE paper's baseline; DCGAN as ``gan.py:dcgan``.
 
 Non-saturating generator loss, noise z ~ N(0, I). Default: the AAE paper's MLP
-sizes (generator 100-1000-1000-784, critic 784-1000-1000-1 with LeakyReLU 0.2),
+sizes (generator 100-1000-1000-784, critic 784-1000-1000-1, LeakyReLU 0.2; batch
+norm in the generator: without it the critic wins at once and G collapses),
 Adam lr 2e-4 with β1 = 0.5 for both phases (Radford et al.'s recipe), batch 100,
 10 epochs. ``gan.py:dcgan``: DCGAN's conv nets (Radford et al. 2016; batch norm,
 4×4 stride-2 (transposed) convs; 28×28 here, 64×64 on 64×64 data). Eval: mode
@@ -25,6 +26,9 @@ def get_config(arg=""):
   c.learning_rate = 2e-4          # generator
   c.critic_learning_rate = 2e-4
   c.gen_weight = 1.0
+  c.critic_noise = 0.0            # std of instance noise on the critic's inputs (sweepable)
+  c.critic_dropout = 0.0          # dropout after the MLP critic's hidden layers
+  c.batch_norm = True             # in the generator (MLP and DCGAN) and the DCGAN critic
   c.adam_b1 = 0.5
   c.num_steps = 6000              # 10 epochs of MNIST at batch 100
   c.eval_every = 1000
