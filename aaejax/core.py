@@ -123,6 +123,23 @@ def constant_schedule(step):
   return 1.0
 
 
+def lr_schedule(config):
+  """Multiplier of every learning rate: piecewise constant at ``lr_boundaries`` (steps)."""
+  boundaries = tuple(config.get("lr_boundaries", ()))
+  factors = tuple(config.get("lr_factors", ()))
+  if len(boundaries) != len(factors):
+    raise ValueError(f"lr_boundaries {boundaries} and lr_factors {factors} differ in length.")
+  if not boundaries:
+    return constant_schedule
+  return optax.piecewise_constant_schedule(1.0, dict(zip(boundaries, factors)))
+
+
+def optimizer_fields(config) -> dict[str, Any]:
+  """The :class:`Model` fields a config sets for every model: Adam's betas, the schedule."""
+  return dict(adam_b1=config.get("adam_b1", 0.9), adam_b2=config.get("adam_b2", 0.999),
+              lr_schedule=lr_schedule(config))
+
+
 # ---- parameter paths -------------------------------------------------------------------
 
 

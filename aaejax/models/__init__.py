@@ -12,11 +12,11 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from aaejax.core import Model, TrainState
+from aaejax.core import Model, TrainState, lr_schedule
 from aaejax.models.aae import AAE
 from aaejax.models.aae_labels import (ClusteringAAE, DimReductionAAE, SemiSupervisedAAE,
                                       StyleAAE, SupervisedPriorAAE)
-from aaejax.models.autoencoder import Autoencoder, lr_schedule
+from aaejax.models.autoencoder import Autoencoder
 from aaejax.models.gan import GAN, AdversarialGenerator
 from aaejax.models.vae import VAE
 from aaejax.models.wae import WAE, WAE_PENALTIES

@@ -16,28 +16,9 @@ from typing import Any, Mapping, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import optax
-
 from aaejax import core, networks, priors as priors_lib
 
 POSTERIORS = ("deterministic", "gaussian")
-
-
-def lr_schedule(config):
-  """Multiplier of every learning rate: piecewise constant at ``lr_boundaries`` (steps)."""
-  boundaries = tuple(config.get("lr_boundaries", ()))
-  factors = tuple(config.get("lr_factors", ()))
-  if len(boundaries) != len(factors):
-    raise ValueError(f"lr_boundaries {boundaries} and lr_factors {factors} differ in length.")
-  if not boundaries:
-    return core.constant_schedule
-  return optax.piecewise_constant_schedule(1.0, dict(zip(boundaries, factors)))
-
-
-def optimizer_kwargs(config) -> dict[str, Any]:
-  """The :class:`aaejax.core.Model` fields every config sets: Adam's betas, the schedule."""
-  return dict(adam_b1=config.get("adam_b1", 0.9), adam_b2=config.get("adam_b2", 0.999),
-              lr_schedule=lr_schedule(config))
 
 
 def build_networks(config, image_shape, gaussian: bool, num_categories: int = 0):
@@ -115,7 +96,7 @@ class Autoencoder(core.Model):
                                       fields.get("num_categories", 0))
     return cls(image_shape=image_shape, latent_dim=config.latent_dim, prior=prior,
                encoder=encoder, decoder=decoder, posterior=posterior,
-               recon_loss=config.get("recon_loss", "bernoulli"), **optimizer_kwargs(config),
+               recon_loss=config.get("recon_loss", "bernoulli"), **core.optimizer_fields(config),
                **fields)
 
   # ---- what family members customise ---------------------------------------------------

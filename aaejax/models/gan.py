@@ -33,7 +33,6 @@ import jax
 import jax.numpy as jnp
 
 from aaejax import core, networks, penalties, priors as priors_lib
-from aaejax.models.autoencoder import optimizer_kwargs
 
 DCGAN_GEN_CHANNELS = {28: (256, 128, 64), 64: (512, 256, 128, 64)}
 DCGAN_CRITIC_CHANNELS = {28: (64, 128), 64: (64, 128, 256, 512)}
@@ -102,7 +101,7 @@ class AdversarialGenerator(core.Model):
     prior = priors_lib.get(config.prior, dim=config.latent_dim,
                            **dict(config.get("prior_options", {}) or {}))
     return cls(image_shape=image_shape, latent_dim=config.latent_dim, prior=prior,
-               generator=generator, critic=critic, **optimizer_kwargs(config), **fields)
+               generator=generator, critic=critic, **core.optimizer_fields(config), **fields)
 
   def networks(self):
     return {"generator": (self.generator, ((2, self.latent_dim),)),
