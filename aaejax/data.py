@@ -163,6 +163,26 @@ def _cached(key: tuple[str, ...], arrays: dict[str, np.ndarray]) -> dict[str, np
   return arrays
 
 
+def _searched(name: str, root: str | None) -> list[str]:
+  return ([os.path.join(root, name)] if root else []) + EXTRA_DATA_DIRS[name]
+
+
+def _local_files(name: str, split: str, root: str | None) -> tuple[str, str, str] | None:
+  """``(directory, image file, label file)`` of the first searched directory holding both."""
+  image_stem, label_stem = IDX_FILES[split]
+  for directory in _searched(name, root):
+    image_path, label_path = _find_idx(directory, image_stem), _find_idx(directory, label_stem)
+    if image_path and label_path:
+      return directory, image_path, label_path
+  return None
+
+
+def source(name: str, split: str = "train", data_dir: str | None = None) -> str:
+  """Where :func:`load_numpy` reads ``name``'s ``split``: a directory, or ``"tensorflow_datasets"``."""
+  found = _local_files(name, split, resolve_data_dir(data_dir))
+  return os.path.abspath(found[0]) if found else "tensorflow_datasets"
+
+
 def load_numpy(name: str, split: str, data_dir: str | None = None) -> dict[str, np.ndarray]:
   """Loads a whole dataset split into host memory.
 
@@ -188,16 +208,15 @@ def load_numpy(name: str, split: str, data_dir: str | None = None) -> dict[str, 
   if split not in SPLITS:
     raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}")
   root = resolve_data_dir(data_dir)
-  searched = ([os.path.join(root, name)] if root else []) + EXTRA_DATA_DIRS[name]
+  searched = _searched(name, root)
   image_stem, label_stem = IDX_FILES[split]
-  for directory in searched:
-    image_path = _find_idx(directory, image_stem)
-    label_path = _find_idx(directory, label_stem)
-    if image_path and label_path:
-      key = (name, split, os.path.abspath(directory))
-      if key in _CACHE:
-        return _CACHE[key]
-      return _cached(key, _load_idx_pair(image_path, label_path))
+  found = _local_files(name, split, root)
+  if found:
+    directory, image_path, label_path = found
+    key = (name, split, os.path.abspath(directory))
+    if key in _CACHE:
+      return _CACHE[key]
+    return _cached(key, _load_idx_pair(image_path, label_path))
 
   key = (name, split, "tfds", root or "")
   if key in _CACHE:

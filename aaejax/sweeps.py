@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aaejax import checkpoints, data, evaluation, figures, models, parallel, train
+from aaejax import checkpoints, data, evaluation, figures, history, models, parallel, train
 
 Grid = Mapping[str, Sequence[Any]]
 
@@ -245,13 +245,16 @@ def _dedupe(dicts: Sequence[Mapping[str, np.ndarray]], sharding) -> list[dict]:
 
 
 def _summary(path, config, grid, values, results):
-  keys = sorted({k for r in results for k in r if k != "step"})
+  keys = sorted({k for r in results for k in r if k not in ("step", "status")})
+  if any("status" in r for r in results):  # a member diverged: say which, and when
+    keys.append("status")
   fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
   lines = [f"# Sweep of `{config.model}`: {len(values)} members, {config.num_steps} steps", "",
            "| member | " + " | ".join(list(grid) + keys) + " |",
            "|" + "---|" * (1 + len(grid) + len(keys))]
   for i, (vals, res) in enumerate(zip(values, results)):
-    cells = [fmt(vals[f]) for f in grid] + [fmt(res.get(k, float("nan"))) for k in keys]
+    cells = [fmt(vals[f]) for f in grid] + [
+        fmt(res.get(k, "ok" if k == "status" else float("nan"))) for k in keys]
     lines.append(f"| {i} | " + " | ".join(cells) + " |")
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")
@@ -298,6 +301,7 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
   values = [dict(zip(grid, v)) for v in itertools.product(*grid.values())]
   k = len(configs)
 
+  history.check(config, workdir, history.has_checkpoint(workdir))  # before anything changes
   os.makedirs(workdir, exist_ok=True)
   sweep_json = os.path.join(workdir, "sweep.json")
   manifest = {"model": config.model, "grid": grid,
@@ -309,11 +313,7 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
         raise ValueError(f"{workdir} holds a different sweep ({sweep_json}); use a new workdir.")
   with open(sweep_json, "w") as f:
     json.dump(manifest, f, indent=2)
-  train.write_config(config, workdir)
   dirs = [os.path.join(workdir, f"member_{i}") for i in range(k)]
-  for d, c in zip(dirs, configs):
-    os.makedirs(d, exist_ok=True)
-    train.write_config(c, d)
 
   # Data: as in a solo run, per member (a model may relabel the training set per seed);
   # arrays equal across members are stored once and broadcast by the vmap.
@@ -358,17 +358,24 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
       order.update(epoch=epoch, perm=permutations(epoch))
     return sweep_fn(states, train_arrays, order["perm"], step % steps_per_epoch, streams)
 
-  def evaluate_at(states, step):
+  def evaluate_at(states, step, members):
     del step
-    return [evaluate(member(states, i), subsets[i], keys[i][2]) for i in range(k)]
+    return [evaluate(member(states, i), subsets[i], keys[i][2]) for i in members]
+
+  def on_start(step):
+    history.record(config, workdir, step or 0)
+    for d, c in zip(dirs, configs):
+      history.record(c, d, step or 0)
 
   states, last_eval = train.loop(
       config, state=states, ckpt=ckpt, workdirs=dirs, train_step=train_step,
       split=lambda m: [{n: v[i] for n, v in m.items()} for i in range(k)],
-      evaluate=evaluate_at, desc=f"{config.model} x{k}")
+      evaluate=evaluate_at, desc=f"{config.model} x{k}", on_start=on_start)
   if config.get("plots", True):
     for i, d in enumerate(dirs):
-      figures.make_figures(model, member(states, i), os.path.join(d, "plots"), test, keys[i][2])
-      train.curves(d)
+      if "status" not in last_eval[i]:  # a diverged member has nothing to draw
+        figures.make_figures(model, member(states, i), os.path.join(d, "plots"), test,
+                             keys[i][2])
+        train.curves(d)
   _summary(os.path.join(workdir, "summary.md"), config, grid, values, last_eval)
   return last_eval

@@ -9,10 +9,12 @@ MPI), or name it: ``--coordinator_address=HOST:PORT --num_processes=N
 --process_id=I``. ``--workdir`` must be a directory that every process sees.
 """
 
+import sys
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from aaejax import distributed, train
+from aaejax import distributed, guards, train
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, metrics and plots.")
@@ -31,7 +33,11 @@ def main(argv):
   logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint write at INFO.
   if FLAGS.multiprocess or FLAGS.coordinator_address:
     distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
-  train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  try:
+    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+  except guards.RunStopped as e:  # divergence, a stop signal, a failed checkpoint
+    print(f"{FLAGS.config.model}: stopped: {e}", file=sys.stderr, flush=True)
+    sys.exit(e.exit_code)
 
 
 if __name__ == "__main__":

@@ -5,17 +5,26 @@
 
 ``runs``: a list of ``{"config": NAME, "workdir": DIR, "overrides": {...}}``, run
 one after another; a run with ``"expect_error"`` must raise a ``ValueError``
-whose message contains it; a run with ``"wait_for": PATH`` first waits (at most
+whose message contains it, one with ``"expect_stop"`` an ``aaejax.guards.RunStopped``; a run with ``"wait_for": PATH`` first waits (at most
 ``wait_timeout_s``, default 200 s) until PATH exists (e.g. a checkpoint that
-another process writes). With ``num_processes`` > 1 the process first joins a
+another process writes); ``"sigterm_when": PATH`` sends this process SIGTERM once
+PATH exists and is not empty. With ``num_processes`` > 1 the process first joins a
 localhost JAX cluster (CPU collectives through gloo). The CPU device count comes
 from ``XLA_FLAGS`` (set by the parent). Writes ``{"results": [...]}`` to ``out``.
 """
 
 import json
 import os
+import signal
 import sys
+import threading
 import time
+
+
+def _sigterm_when(path: str) -> None:
+  while not (os.path.exists(path) and os.path.getsize(path)):
+    time.sleep(0.1)
+  os.kill(os.getpid(), signal.SIGTERM)
 
 
 def main(spec):
@@ -35,7 +44,18 @@ def main(spec):
         if time.monotonic() > deadline:
           raise TimeoutError(f"{run['wait_for']} did not appear.")
         time.sleep(0.2)
+    if "sigterm_when" in run:  # a preemption notice to this process once PATH exists
+      threading.Thread(target=_sigterm_when, args=(run["sigterm_when"],), daemon=True).start()
     config = helpers.tiny_config(run["config"], **run.get("overrides", {}))
+    if "expect_stop" in run:  # the run must stop early (aaejax.guards.RunStopped)
+      from aaejax import guards
+      try:
+        train.train_and_evaluate(config, run["workdir"])
+      except guards.RunStopped as e:
+        assert run["expect_stop"] in str(e), str(e)
+        results.append({"stopped": str(e), "exit_code": e.exit_code})
+        continue
+      raise AssertionError(f"the run did not stop: {run}")
     if "expect_error" in run:
       try:
         train.train_and_evaluate(config, run["workdir"])

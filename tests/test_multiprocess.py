@@ -23,7 +23,7 @@ def runs(tmp_path_factory, jax_cache_dir):
   root = tmp_path_factory.mktemp("multiprocess")
   data_dir = helpers.write_small_mnist(str(root / "data"))
   common = {"data_dir": data_dir}
-  d = {k: str(root / k) for k in ("single", "multi", "resumed")}
+  d = {k: str(root / k) for k in ("single", "multi", "resumed", "preempted")}
   # One process with one device: the first half of "resumed", then the reference. Two
   # processes with two devices each, at the same time: a whole run, then "resumed" from
   # the one-device checkpoint of step 3 (once it exists).
@@ -37,7 +37,14 @@ def runs(tmp_path_factory, jax_cache_dir):
                   "out": str(root / f"process_{i}.json"), "runs": [
                       {"config": "wae", "workdir": d["multi"], "overrides": common},
                       {"config": "wae", "workdir": d["resumed"], "overrides": common,
-                       "wait_for": os.path.join(d["resumed"], "checkpoints", "3")}]})
+                       "wait_for": os.path.join(d["resumed"], "checkpoints", "3")},
+                      # Until a preemption notice (SIGTERM) reaches process 1 only.
+                      {"config": "wae", "workdir": d["preempted"],
+                       "expect_stop": "preempted by SIGTERM",
+                       "overrides": {**common, "num_steps": 100000, "log_every": 5,
+                                     "eval_every": 100000, "checkpoint_every": 100000},
+                       **({"sigterm_when": os.path.join(d["preempted"], "metrics.jsonl")}
+                          if i == 1 else {})}]})
   logs = [str(root / name) for name in ("single.log", "process_0.log", "process_1.log")]
   procs = [helpers.start_worker(spec, n, log, jax_cache_dir)
            for spec, n, log in zip(specs, (1, 2, 2), logs)]
@@ -77,3 +84,14 @@ def test_collective_checkpoint_restores_on_one_device(runs):
     diff = helpers.state_max_abs_diff(a, b)
     print(f"final state, single vs {key}: max abs difference {diff:.2e}")
     assert diff < 1e-5
+
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step(runs):
+  """JAX's preemption service: SIGTERM to process 1 only; both save the same step and stop."""
+  d, outs = runs
+  stops = [o["results"][2] for o in outs]
+  steps = [s["stopped"].split("at step ")[1].split()[0] for s in stops]
+  assert steps[0] == steps[1], stops
+  assert os.path.isdir(os.path.join(d["preempted"], "checkpoints", steps[0]))
+  assert [s["exit_code"] for s in stops] == [143, 143]

@@ -61,6 +61,11 @@ def eight_device_runs(tmp_path_factory, jax_cache_dir):
   # Saved on 8 devices after 3 steps, resumed on 2 for the last 3.
   add("moved_first", "aae_unsupervised", str(root / "moved"), num_devices=8, num_steps=3)
   add("moved", "aae_unsupervised", str(root / "moved"), num_devices=2)
+  # At the default logging interval: dispatch ran dozens of 8-device steps ahead and XLA:CPU's
+  # collective rendezvous timed out (the process aborted near step 35); now at most
+  # train.MAX_STEPS_IN_FLIGHT steps run ahead.
+  add("wae_8_default_log", "wae", num_devices=8, penalty="mmd_imq", num_steps=40,
+      log_every=50, eval_every=40, checkpoint_every=40, hidden=(1000, 1000), batch_size=128)
   # num_devices left at 0 means all 8 devices, which 100 examples do not divide.
   runs.append({"config": "aae_unsupervised", "workdir": str(root / "bad"),
                "overrides": {"data_dir": data_dir, "batch_size": 100},
@@ -83,6 +88,11 @@ def test_device_counts_give_same_losses(eight_device_runs):
     diff = helpers.max_rel_diff(one, helpers.losses(workdirs[f"aae_{n}"]))
     print(f"aae: 1 vs {n} devices, max relative loss difference {diff:.2e}")
     assert diff < RTOL
+
+
+def test_eight_devices_at_the_default_log_interval(eight_device_runs):
+  workdirs, _ = eight_device_runs
+  assert [r["step"] for r in helpers.rows(workdirs["wae_8_default_log"])] == [40, 40]
 
 
 def test_checkpoints_move_across_device_counts(eight_device_runs):

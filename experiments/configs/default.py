@@ -15,7 +15,9 @@ def get_config():
   c.log_every = 50
   c.eval_every = 500
   c.checkpoint_every = 1000
-  c.max_checkpoints = 3
+  c.max_checkpoints = 3          # newest checkpoints kept (>= 1); a non-finite state is never saved
+  c.divergence_limit = 1e8       # a train metric above this in size (or non-finite) stops the run
+  c.allow_config_change = False  # resume even if fields other than the loop's schedule changed
   c.num_devices = 0             # 0: all local devices
   c.plots = True
   c.disable_progress = False
