@@ -26,6 +26,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
+from aaejax.config_checks import ConfigError
 from aaejax.guards import CheckpointFailed
 
 
@@ -193,7 +194,7 @@ class Checkpointer:
                             f"to {self.directory}: {first}")
 
 
-class ModelMismatch(ValueError):
+class ModelMismatch(ConfigError):
   """A checkpoint holds arrays of other shapes than the state it should restore into."""
 
 

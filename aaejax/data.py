@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import os
+import zlib
 from typing import Any
 
 import jax
@@ -23,6 +24,9 @@ import numpy as np
 DATA_DIR_ENV = "AAEJAX_DATA_DIR"
 SUPPORTED_DATASETS = ("mnist", "fashion_mnist")
 SPLITS = ("train", "test")
+# Image shape (H, W, C) and number of classes of each supported dataset.
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1)}
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10}
 
 # Canonical IDX file names (without the optional ``.gz`` suffix) per split.
 IDX_FILES = {
@@ -45,6 +49,10 @@ _CACHE: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
 
 class DatasetNotFoundError(FileNotFoundError):
   """Raised when a dataset cannot be found locally nor loaded through tfds."""
+
+
+class DataFileError(ValueError):
+  """A data file is missing, unreadable, corrupt or inconsistent; the message names the file."""
 
 
 def resolve_data_dir(data_dir: str | None = None) -> str | None:
@@ -75,7 +83,8 @@ def read_idx(path: str) -> np.ndarray:
     (magic 2049).
 
   Raises:
-    ValueError: If the file is corrupt, truncated or not a uint8 IDX file.
+    DataFileError: (a ValueError) naming ``path``, if the file cannot be read, or is
+      corrupt (a bad gzip stream, a failed CRC), truncated, or not a uint8 IDX file.
 
   Example:
 
@@ -86,31 +95,35 @@ def read_idx(path: str) -> np.ndarray:
     >>> read_idx(path).tolist()
     [7, 8, 9]
   """
-  with open(path, "rb") as f:
-    raw = f.read()
+  try:
+    with open(path, "rb") as f:
+      raw = f.read()
+  except OSError as e:
+    raise DataFileError(f"{path}: cannot read: {e.strerror or e}") from e
   if raw[:2] == _GZIP_MAGIC:
     try:
       raw = gzip.decompress(raw)
-    except (OSError, EOFError) as e:
-      raise ValueError(f"{path}: corrupt gzip stream: {e}") from e
+    except (OSError, EOFError, zlib.error) as e:  # bad CRC or header, truncated, bad deflate data
+      raise DataFileError(f"{path}: corrupt gzip stream ({type(e).__name__}: {e}); "
+                          "download the file again") from e
   if len(raw) < 4:
-    raise ValueError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
+    raise DataFileError(f"{path}: too short for an IDX header ({len(raw)} bytes)")
   magic = int.from_bytes(raw[:4], "big")
   if magic not in (_IDX_IMAGES_MAGIC, _IDX_LABELS_MAGIC):
-    raise ValueError(
+    raise DataFileError(
         f"{path}: bad IDX magic {magic:#010x}; expected {_IDX_IMAGES_MAGIC} "
         f"(images) or {_IDX_LABELS_MAGIC} (labels)"
     )
   if raw[2] != _IDX_UINT8:
-    raise ValueError(f"{path}: unsupported IDX dtype code {raw[2]:#04x} (want 0x08 uint8)")
+    raise DataFileError(f"{path}: unsupported IDX dtype code {raw[2]:#04x} (want 0x08 uint8)")
   ndim = raw[3]
   header = 4 + 4 * ndim
   if len(raw) < header:
-    raise ValueError(f"{path}: truncated IDX header")
+    raise DataFileError(f"{path}: truncated IDX header")
   shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
   expected = header + int(np.prod(shape))
   if len(raw) != expected:
-    raise ValueError(
+    raise DataFileError(
         f"{path}: IDX size mismatch for shape {shape}: {len(raw)} bytes, expected {expected}"
     )
   return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
@@ -125,16 +138,32 @@ def _find_idx(directory: str, stem: str) -> str | None:
   return None
 
 
-def _load_idx_pair(image_path: str, label_path: str) -> dict[str, np.ndarray]:
-  """Reads an image/label IDX pair into the ``load_numpy`` output format."""
+def _load_idx_pair(image_path: str, label_path: str, num_classes: int = 10
+                   ) -> dict[str, np.ndarray]:
+  """Reads an image/label IDX pair into the ``load_numpy`` output format.
+
+  Raises:
+    DataFileError: naming the file, if either file is bad (:func:`read_idx`), the images
+      are not ``(n, 28, 28)`` with n >= 1, the labels not ``(n,)`` of the same n, or a label
+      is outside ``[0, num_classes)``.
+  """
   images = read_idx(image_path)
   labels = read_idx(label_path)
   if images.ndim != 3 or images.shape[1:] != (28, 28):
-    raise ValueError(f"{image_path}: expected (n, 28, 28) images, got {images.shape}")
+    raise DataFileError(f"{image_path}: expected (n, 28, 28) images (IDX magic "
+                        f"{_IDX_IMAGES_MAGIC}), got shape {images.shape}")
+  if not images.shape[0]:
+    raise DataFileError(f"{image_path}: holds no images")
   if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-    raise ValueError(
-        f"{label_path}: {labels.shape} labels do not match {images.shape[0]} images"
+    raise DataFileError(
+        f"{label_path}: {labels.shape[0] if labels.ndim == 1 else labels.shape} labels do not "
+        f"match the {images.shape[0]} images of {image_path}"
     )
+  bad = np.flatnonzero(labels >= num_classes)
+  if bad.size:
+    more = f" (and {bad.size - 1} more)" if bad.size > 1 else ""
+    raise DataFileError(f"{label_path}: label {labels[bad[0]]} at index {bad[0]}{more} outside "
+                        f"[0, {num_classes})")
   return {"image": images[..., None], "label": labels.astype(np.int32)}
 
 
@@ -174,6 +203,10 @@ def _local_files(name: str, split: str, root: str | None) -> tuple[str, str, str
     image_path, label_path = _find_idx(directory, image_stem), _find_idx(directory, label_stem)
     if image_path and label_path:
       return directory, image_path, label_path
+    if image_path or label_path:
+      missing = os.path.join(directory, label_stem if image_path else image_stem)
+      raise DataFileError(f"{missing}[.gz] is missing: {image_path or label_path} is there "
+                          f"but the {split} split needs both files")
   return None
 
 
@@ -200,7 +233,9 @@ def load_numpy(name: str, split: str, data_dir: str | None = None) -> dict[str, 
     ``{"image": uint8 (N, 28, 28, 1), "label": int32 (N,)}``.
 
   Raises:
-    ValueError: For an unknown dataset or split, or a corrupt file.
+    ValueError: For an unknown dataset or split.
+    DataFileError: (a ValueError) naming the file, for a corrupt or inconsistent file, or
+      a directory holding one file of the split's image/label pair but not the other.
     DatasetNotFoundError: If the dataset is found nowhere.
   """
   if name not in SUPPORTED_DATASETS:
@@ -216,7 +251,7 @@ def load_numpy(name: str, split: str, data_dir: str | None = None) -> dict[str, 
     key = (name, split, os.path.abspath(directory))
     if key in _CACHE:
       return _CACHE[key]
-    return _cached(key, _load_idx_pair(image_path, label_path))
+    return _cached(key, _load_idx_pair(image_path, label_path, NUM_CLASSES[name]))
 
   key = (name, split, "tfds", root or "")
   if key in _CACHE:

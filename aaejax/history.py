@@ -35,6 +35,8 @@ import json
 import os
 from typing import Any, Mapping
 
+from aaejax.config_checks import ConfigError
+
 # Fields a resumed run may change freely: the loop's schedule and bookkeeping, not the math.
 RESUMABLE_FIELDS = frozenset({
     "num_steps", "log_every", "eval_every", "checkpoint_every", "max_checkpoints",
@@ -44,7 +46,7 @@ RESUMABLE_FIELDS = frozenset({
 })
 
 
-class ConfigChanged(ValueError):
+class ConfigChanged(ConfigError):
   """A re-run's config differs from the run's in fields that resuming does not allow."""
 
 

@@ -37,7 +37,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aaejax import checkpoints, data, evaluation, figures, history, models, parallel, train
+from aaejax import (checkpoints, config_checks, data, evaluation, figures, history, models,
+                    parallel, train)
 
 Grid = Mapping[str, Sequence[Any]]
 
@@ -296,11 +297,13 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
   replicated = parallel.replicated(mesh)
   train_np, test_np = train.load_splits(config)
   model = models.create(config, train_np["image"].shape[1:])
+  train.check_data(model, config, (train_np, test_np))
   grid = parse_grid(grid, config, model)
   configs = member_configs(config, grid)
   values = [dict(zip(grid, v)) for v in itertools.product(*grid.values())]
   k = len(configs)
 
+  workdir = config_checks.check_workdir(workdir)
   history.check(config, workdir, history.has_checkpoint(workdir))  # before anything changes
   os.makedirs(workdir, exist_ok=True)
   sweep_json = os.path.join(workdir, "sweep.json")

@@ -29,13 +29,14 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from aaejax import (checkpoints, data, distributed, evaluation, figures, guards, models,
-                    history, parallel, plots)
+from aaejax import (checkpoints, config_checks, data, distributed, evaluation, figures,
+                    guards, history, models, parallel, plots)
 
 EVAL_TRAIN_CODES = 10_000  # training codes that the kNN classifier searches
 
 
 def _validate(config) -> None:
+  config_checks.check(config)  # every field, and the model it builds (ConfigError)
   for field in ("num_steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
                 "max_checkpoints"):
     if field in config and int(config[field]) < 1:
@@ -194,6 +195,19 @@ def load_splits(config) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
   data_dir = config.get("data_dir") or None
   return (data.load_numpy(config.dataset, "train", data_dir),
           data.load_numpy(config.dataset, "test", data_dir))
+
+
+def check_data(model, config, splits: Sequence[Mapping[str, np.ndarray]]) -> None:
+  """Checks the loaded splits' values for ``model`` once, on host, before training.
+
+  Raises ``aaejax.data.DataFileError`` naming the split (images neither uint8 nor floats in
+  [0, 1], labels out of range, an empty split).
+  """
+  for split, arrays in zip(data.SPLITS, splits):
+    try:
+      model.check_batch(arrays, where=f"{config.dataset} {split}")
+    except ValueError as e:
+      raise data.DataFileError(str(e)) from e
 
 
 def run_data(model, train_np: Mapping[str, np.ndarray], seed: int
@@ -451,8 +465,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   Returns the last eval metrics.
   """
   _validate(config)
-  if os.path.exists(workdir) and not os.path.isdir(workdir):
-    raise ValueError(f"workdir {workdir} is a file; expected a directory (new or of this run).")
+  workdir = config_checks.check_workdir(workdir)
   resuming = history.has_checkpoint(workdir)
   history.check(config, workdir, resuming)  # before anything in the workdir changes
   lead = jax.process_index() == 0
@@ -463,6 +476,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   replicated = parallel.replicated(mesh)
   train_np, test_np = load_splits(config)
   model = models.create(config, train_np["image"].shape[1:])
+  check_data(model, config, (train_np, test_np))
   train_np, streams_np = run_data(model, train_np, config.seed)
   # Several processes: the train set stays on host, each process sending its rows of each
   # batch; eval and plots use process-local copies (``local``), free of collectives.

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Mapping
 
+from aaejax import config_checks
+from aaejax.config_checks import ConfigError
 from aaejax.core import Model, TrainState, lr_schedule
 from aaejax.models.aae import AAE
 from aaejax.models.aae_labels import (ClusteringAAE, DimReductionAAE, SemiSupervisedAAE,
@@ -34,11 +36,23 @@ def register(name: str, cls: type[Model]) -> None:
 
 
 def create(config, image_shape) -> Model:
-  """Builds the model named by ``config.model`` for images of ``image_shape``."""
-  name = config.model
+  """Builds the model named by ``config.model`` for images of ``image_shape``.
+
+  The config's fields are checked first (:func:`aaejax.config_checks.validate`); what the
+  model's ``from_config`` then rejects (a ``ValueError`` or ``TypeError``, e.g. a
+  ``num_labeled`` that is not a multiple of the classes, an unknown prior option) is
+  raised as a :class:`~aaejax.config_checks.ConfigError` too, naming the model.
+  """
+  config_checks.validate(config)
+  name = config["model"]
   if name not in MODELS:
-    raise ValueError(f"unknown model {name!r}; known models: {sorted(MODELS)}.")
-  return MODELS[name].from_config(config, tuple(image_shape))
+    raise ConfigError(f"unknown model {name!r}; known models: {sorted(MODELS)}.")
+  try:
+    return MODELS[name].from_config(config, tuple(image_shape))
+  except ConfigError:
+    raise
+  except (ValueError, TypeError) as e:
+    raise ConfigError(f"config (model {name!r}): {e}") from e
 
 
 def hparams_from_config(model: Model, config: Mapping) -> dict[str, float]:

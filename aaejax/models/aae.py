@@ -135,7 +135,11 @@ class AAE(Autoencoder):
     raise NotImplementedError(f"{type(self).__name__} has no supervised phase.")
 
   def train_step(self, state, batch, rng):
-    """The phases of the module docstring, in order: ``(state, batch, rng) -> (state, metrics)``."""
+    """The phases of the module docstring, in order: ``(state, batch, rng) -> (state, metrics)``.
+
+    ``batch`` is checked by :meth:`check_batch` (dtypes and shapes; values when concrete).
+    """
+    self.check_batch(batch)
     x = self.inputs(batch)
     labels = batch.get("label")
     reg = self.regularization_batch(batch)

@@ -49,7 +49,7 @@ by the capabilities each model declares.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, Mapping
 
 import flax.linen as nn
 import jax
@@ -72,6 +72,14 @@ def _check_num_labeled(num_labeled: int, num_classes: int) -> None:
   if num_labeled <= 0 or num_labeled % num_classes:
     raise ValueError(f"num_labeled must be a positive multiple of the {num_classes} classes "
                      f"(a class-balanced subset), got {num_labeled}.")
+
+
+def _require_labels(model, batch, key: str) -> None:
+  if isinstance(batch, Mapping) and key not in batch:
+    k, unlabelled_ok = model.label_fields()[key]
+    raise ValueError(f"{type(model).__name__} needs batch[{key!r}]: integer labels in [0, {k})"
+                     + (" or -1 (unlabelled)" if unlabelled_ok else "")
+                     + f"; the batch has {sorted(batch)}.")
 
 
 def labeled_subset(num_labeled: int, num_classes: int):
@@ -140,6 +148,15 @@ class SupervisedPriorAAE(AAE):
   def critic_condition_size(self):
     return self.prior.num_classes + 1
 
+  def label_fields(self):
+    k = self.prior.num_classes
+    return {"label": (k, True), "labeled_label": (k, False)}
+
+  def train_step(self, state, batch, rng):
+    """The AAE's step; ``batch["label"]`` (integers in [0, K), −1: unlabelled) is required."""
+    _require_labels(self, batch, "label")
+    return super().train_step(state, batch, rng)
+
   def critic_condition(self, batch):
     return one_hot_with_unlabelled(batch["label"], self.prior.num_classes)
 
@@ -191,18 +208,30 @@ class StyleAAE(AAE):
   def decoder_input_dim(self):
     return self.latent_dim + self.num_classes
 
+  def label_fields(self):
+    return {"label": (self.num_classes, False)}
+
+  def train_step(self, state, batch, rng):
+    """The AAE's step; ``batch["label"]`` (integers in [0, num_classes)) is required."""
+    _require_labels(self, batch, "label")
+    return super().train_step(state, batch, rng)
+
   def decoder_input(self, heads, labels=None):
-    """[z, one-hot(labels)]."""
+    """[z, one-hot(labels)]; ``labels`` integers in [0, num_classes), one per code."""
     if labels is None:
       raise ValueError("StyleAAE's decoder is conditioned on the label: pass labels.")
+    labels = core.check_labels(labels, self.num_classes, "labels", where=None,
+                               n=heads["z"].shape[0])
     return jnp.concatenate([heads["z"], jax.nn.one_hot(labels, self.num_classes)], axis=-1)
 
   def decode_with_labels(self, state, z, labels):
-    """Images decoded from style codes ``z`` and class ``labels``."""
+    """Images decoded from style codes ``z`` (n, latent_dim) and class ``labels`` (n,)."""
+    z = core.check_codes(z, self.latent_dim)
     return self.decode(state, self.decoder_input({"z": z}, labels))
 
   def generate(self, state, rng, n):
     """Images decoded from prior codes and uniformly drawn classes."""
+    n = core.check_count(n)
     z_rng, y_rng = jax.random.split(rng)
     labels = jax.random.randint(y_rng, (n,), 0, self.num_classes)
     return self.decode_with_labels(state, self.sample_prior(state, z_rng, n), labels)
@@ -293,6 +322,11 @@ class CategoricalAAE(AAE):
 
   def encoder_categories(self):
     return self.num_categories
+
+  def label_fields(self):
+    if not self.num_labeled:
+      return {}
+    return {"label": (self.num_classes, False), "labeled_label": (self.num_classes, False)}
 
   def capabilities(self):
     return super().capabilities() | {core.CATEGORICAL,

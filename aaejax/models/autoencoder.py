@@ -118,7 +118,11 @@ class Autoencoder(core.Model):
   # ---- building blocks of train steps ------------------------------------------------------
 
   def inputs(self, batch: Mapping[str, jax.Array], key: str = "image") -> jax.Array:
-    """``batch[key]`` as float32 images in [0, 1]."""
+    """``batch[key]`` as float32 images in [0, 1] (checked: :func:`aaejax.core.image_inputs`)."""
+    if not isinstance(batch, Mapping) or key not in batch:
+      keys = sorted(batch) if isinstance(batch, Mapping) else type(batch).__name__
+      raise ValueError(f"{type(self).__name__} needs batch[{key!r}] (images of shape "
+                       f"(n, {', '.join(map(str, self.image_shape))})); got {keys}.")
     return core.image_inputs(batch[key], self.image_shape, key)
 
   def encode_heads(self, params, model_state, x, rng, train=True):
@@ -135,7 +139,7 @@ class Autoencoder(core.Model):
     return jnp.mean(networks.reconstruction_loss(logits, x, self.recon_loss)), model_state
 
   def sample_prior(self, state, rng, n, labels=None):
-    return state.hparams["prior_scale"] * self.prior.sample(rng, n, labels)
+    return state.hparams["prior_scale"] * self.prior.sample(rng, core.check_count(n), labels)
 
   def latent_critic_logits(self, state, params, z, rng, cond=None, name="critic"):
     """Logits of latent critic ``name`` on ``z`` plus ``critic_noise`` gaussian noise."""
@@ -145,9 +149,13 @@ class Autoencoder(core.Model):
   # ---- inference ---------------------------------------------------------------------------
 
   def encode(self, state: core.TrainState, images: jax.Array) -> dict[str, jax.Array]:
-    """Encoder heads in inference mode (``"z"`` is the posterior mean)."""
-    heads, _ = self.apply("encoder", state.params, state.model_state,
-                          self.inputs({"image": images}), train=False)
+    """Encoder heads in inference mode (``"z"`` is the posterior mean).
+
+    ``images``: ``(n, *image_shape)``, uint8 or float in [0, 1] (see
+    :func:`aaejax.core.image_inputs`: shapes and dtypes checked always, values when concrete).
+    """
+    x = core.image_inputs(images, self.image_shape, "images", where=None)
+    heads, _ = self.apply("encoder", state.params, state.model_state, x, train=False)
     return heads
 
   def latent(self, heads: Mapping[str, jax.Array]) -> jax.Array:
@@ -161,7 +169,8 @@ class Autoencoder(core.Model):
     return heads["z"]
 
   def decode(self, state: core.TrainState, z: jax.Array) -> jax.Array:
-    """Mean images in [0, 1] for decoder inputs ``z``."""
+    """Mean images in [0, 1] for decoder inputs ``z``, float ``(n, decoder_input_dim())``."""
+    z = core.check_codes(z, self.decoder_input_dim())
     logits, _ = self.apply("decoder", state.params, state.model_state, z, train=False)
     return networks.mean_images(logits)
 
@@ -171,14 +180,15 @@ class Autoencoder(core.Model):
 
   def reconstruction_loss(self, state, batch) -> jax.Array:
     """(n,) reconstruction loss of ``batch["image"]`` through the posterior mean."""
+    self.check_batch(batch)
     heads = self.encode(state, batch["image"])
     logits, _ = self.apply("decoder", state.params, state.model_state,
                            self.decoder_input(heads, batch.get("label")), train=False)
     return networks.reconstruction_loss(logits, self.inputs(batch), self.recon_loss)
 
   def generate(self, state: core.TrainState, rng: jax.Array, n: int) -> jax.Array:
-    """Images decoded from n prior samples."""
-    return self.decode(state, self.sample_prior(state, rng, n))
+    """Images decoded from n prior samples (n a positive int)."""
+    return self.decode(state, self.sample_prior(state, rng, core.check_count(n)))
 
 
 def critic_networks(sizes: Mapping[str, int], hidden: Sequence[int], cond: int = 0):

@@ -122,11 +122,12 @@ class AdversarialGenerator(core.Model):
     return networks.mean_images(logits), model_state
 
   def decode(self, state, z):
-    """G(z) in [0, 1] (inference mode)."""
+    """G(z) in [0, 1] (inference mode) of float noise ``z`` of shape (n, latent_dim)."""
+    z = core.check_codes(z, self.latent_dim)
     return self.fake_images(state.params, state.model_state, z, train=False)[0]
 
   def generate(self, state, rng, n):
-    return self.decode(state, self.sample_prior(state, rng, n))
+    return self.decode(state, self.sample_prior(state, rng, core.check_count(n)))
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
@@ -170,6 +171,7 @@ class GAN(AdversarialGenerator):
                       rngs={"dropout": dropout_rng})
 
   def train_step(self, state, batch, rng):
+    self.check_batch(batch)
     x = core.image_inputs(batch["image"], self.image_shape)
     n = x.shape[0]
     keys = jax.random.split(rng, 5)

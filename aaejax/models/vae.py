@@ -96,6 +96,7 @@ class VAE(Autoencoder):
     return state.hparams["prior_scale"] * self.prior.std
 
   def train_step(self, state, batch, rng):
+    self.check_batch(batch)
     x = self.inputs(batch)
 
     def loss_fn(params):
@@ -120,7 +121,8 @@ class VAE(Autoencoder):
     With k = 1 the KL is taken in closed form (the ELBO's usual estimator);
     for k > 1 every term is sampled (the importance weights of the IW bound).
     """
-    x = self.inputs({"image": images})
+    x = core.image_inputs(images, self.image_shape, "images", where=None)
+    k = core.check_count(k, "k")
     heads, _ = self.apply("encoder", state.params, state.model_state, x, train=False)
     mean, logvar = heads["z"], heads["z_logvar"]
     eps = jax.random.normal(rng, (k, *mean.shape), mean.dtype)

@@ -77,6 +77,7 @@ class WAE(Autoencoder):
     return nets
 
   def train_step(self, state, batch, rng):
+    self.check_batch(batch)
     x = self.inputs(batch)
     n = x.shape[0]
     keys = jax.random.split(rng, 6)
