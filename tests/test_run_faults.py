@@ -187,7 +187,31 @@ def test_checkpoint_write_failure_mid_run_ends_the_run(mnist_dir, tmp_path, monk
   err = run_with_timeout(lambda: train.train_and_evaluate(tiny_config(), str(tmp_path)))
   assert isinstance(err, guards.CheckpointFailed), err
   assert "could not write checkpoint 8" in str(err) and str(tmp_path / "checkpoints") in str(err)
-  assert max(steps(tmp_path)) <= 10  # it stopped within a step or two, not at the end
+
+
+def test_a_failed_background_save_surfaces_at_the_next_check(tmp_path):
+  """The loop calls ``check()`` after every step: the failure shows there, not at the next save."""
+  import time
+  ckpt = checkpoints.Checkpointer(str(tmp_path / "ckpt"), every=1)
+  state = {"w": np.ones(1000, np.float32)}
+  ckpt.save(1, state)
+  ckpt.wait()
+  shutil.rmtree(ckpt.directory)
+  open(ckpt.directory, "w").close()
+  try:
+    ckpt.save(2, state)  # fails now (the synchronous part) or in the background
+  except guards.CheckpointFailed as e:
+    err = e
+  else:
+    deadline, err = time.monotonic() + 30, None
+    while err is None and time.monotonic() < deadline:
+      try:
+        ckpt.check()
+      except guards.CheckpointFailed as e:
+        err = e
+      time.sleep(0.01)
+  assert err is not None and "could not write checkpoint 2" in str(err)
+  ckpt.close()  # returns: nothing left to hang on
 
 
 def test_corrupt_latest_checkpoint_falls_back(mnist_dir, tmp_path, straight, capsys):
