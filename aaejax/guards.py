@@ -92,11 +92,14 @@ def divergence_message(step: int, name: str, value: float, limit: float,
           "checkpoint.")
 
 
-@jax.jit
-def _finite(tree) -> dict[str, jax.Array]:
+def _finite_unjitted(tree) -> dict[str, jax.Array]:
   flat, _ = jax.tree_util.tree_flatten_with_path(tree)
   return {jax.tree_util.keystr(path): jnp.all(jnp.isfinite(x)) for path, x in flat
           if jnp.issubdtype(x.dtype, jnp.inexact)}
+
+
+_finite = jax.jit(_finite_unjitted)
+_finite_per_member = jax.jit(jax.vmap(_finite_unjitted))  # compiled once per state structure
 
 
 def finite_leaves(state: Any) -> dict[str, bool]:
@@ -106,7 +109,7 @@ def finite_leaves(state: Any) -> dict[str, bool]:
 
 def finite_members(states: Any) -> list[bool]:
   """Per member of stacked states (leading axis K): are all its float entries finite?"""
-  per_leaf = jax.device_get(jax.jit(jax.vmap(_finite.__wrapped__))(states))
+  per_leaf = jax.device_get(_finite_per_member(states))
   k = jax.tree.leaves(states)[0].shape[0]
   return [all(bool(v[i]) for v in per_leaf.values()) for i in range(k)]
 
