@@ -24,11 +24,11 @@ channel — the "inception-style" mean 127 / std 128 of the TF EfficientNet-Lite
 (``MEAN_RGB = [127.0] * 3``, ``STDDEV_RGB = [128.0] * 3`` in ``efficientnet_lite_builder.py``),
 not the ImageNet mean/std.
 
-Example (random weights; real ones come from :func:`load_variables`):
+Usage: ``variables = load_variables()`` then ``features(variables, images)`` for float
+images in [0, 1]. The variables' shapes (no computation):
 
-  >>> variables = init_variables(jax.random.key(0))
-  >>> features(variables, jnp.zeros((2, 32, 32, 1))).shape
-  (2, 1280)
+  >>> variable_shapes()["params"]["fc"]["kernel"].shape
+  (1280, 1000)
 """
 
 from __future__ import annotations
@@ -158,15 +158,17 @@ def default_weights_path() -> str:
   raise WeightsNotInstalledError(f"{WEIGHTS_FILE} not found: {hint}")
 
 
-def init_variables(rng: jax.Array) -> Variables:
-  """Random variables with the same tree, shapes and dtypes as :func:`load_variables`'s."""
-  return _MODEL.init(rng, jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3), jnp.float32))
-
-
 @functools.lru_cache(maxsize=None)
 def variable_shapes() -> Variables:
   """The variables' tree of ``jax.ShapeDtypeStruct`` (no computation; cached)."""
-  return jax.eval_shape(init_variables, jax.random.key(0))
+  return jax.eval_shape(_MODEL.init, jax.random.key(0), jnp.zeros((1, 32, 32, 3), jnp.float32))
+
+
+def init_variables(rng: jax.Array) -> Variables:
+  """Random variables (He-normal kernels, identity BatchNorm; see
+  :func:`aaejax.imagenet.random_variables`) with the tree, shapes and dtypes of
+  :func:`load_variables`'s; for tests, not for distances."""
+  return imagenet.random_variables(variable_shapes(), rng)
 
 
 def load_variables(path: str | None = None) -> Variables:
