@@ -36,7 +36,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from typing import Any
 
 import numpy as np
@@ -109,12 +108,11 @@ def row_config(table: str, row: Row, seed: int, epochs: float | None = None, qui
     c.hidden, c.critic_hidden = (32,), (32,)
     c.num_steps, c.lr_boundaries, c.lr_factors = QUICK_STEPS, (), ()
     c.plots = False
-    c.skip_evaluators = ("mode_coverage",)  # no digit classifier to train for a smoke run
-    if spec.metric == "eval/parzen_ll":  # small sample counts, the classifier barely trained
-      c.skip_evaluators = ()
-      c.fd_samples = c.parzen_samples = c.parzen_test = c.mode_coverage_samples = 500
-      c.parzen_validation = 200
-      c.classifier_options = {"steps": 20}
+    # No digit classifier to train for a smoke run (mode coverage, FD); Parzen on 500 images.
+    c.skip_evaluators = ("mode_coverage", "fd_digits")
+    if spec.metric != "eval/parzen_ll":
+      c.skip_evaluators += ("parzen_ll",)
+    c.parzen_samples, c.parzen_validation, c.parzen_test = 500, 200, 500
   c.eval_every = min(c.eval_every, c.num_steps)
   c.log_every = min(c.log_every, c.num_steps)
   c.checkpoint_every = min(c.checkpoint_every, c.num_steps)
@@ -144,8 +142,6 @@ def run_table(table: str, workdir: str, seeds: int = 3, epochs: float | None = N
     runs = []
     for seed in range(seeds):
       config = row_config(table, row, seed, epochs, quick)
-      if quick and not config.get("cache_dir"):  # the smoke run's 20-step classifier
-        config.cache_dir = os.path.join(workdir, "cache")
       run_dir = os.path.join(workdir, table, row.key, f"seed{seed}")
       print(f"{table} / {row.setting} / seed {seed} -> {run_dir}", flush=True)
       result = train.train_and_evaluate(config, run_dir)
