@@ -118,8 +118,10 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, *, steps: int = 150
   y_all = jnp.asarray(labels, jnp.int32)
   n = images.shape[0]
 
+  # The data are arguments, not closed-over constants (a 47 MB constant in the program;
+  # a 20-step training took 32 s instead of 39 s on 2 busy CPU cores).
   @functools.partial(jax.jit, donate_argnums=(0, 1))
-  def train_step(variables, opt_state, step):
+  def train_step(variables, opt_state, step, x_all, y_all):
     idx = jax.random.randint(jax.random.fold_in(data_key, step), (batch_size,), 0, n)
     x, y = _to_float(x_all[idx]), y_all[idx]
 
@@ -132,7 +134,7 @@ def train_classifier(images: np.ndarray, labels: np.ndarray, *, steps: int = 150
     return optax.apply_updates(variables, updates), opt_state
 
   for step in range(steps):
-    variables, opt_state = train_step(variables, opt_state, jnp.int32(step))
+    variables, opt_state = train_step(variables, opt_state, jnp.int32(step), x_all, y_all)
   return jax.block_until_ready(variables)
 
 

@@ -19,7 +19,34 @@ clustering                cluster            ``eval/cluster_error``, ``eval/cate
 likelihood                likelihood         ``eval/nll_elbo``, ``eval/nll_iw``
 mode_coverage             generate           ``eval/classes_covered``,
                           (10-class 28×28)   ``eval/rarest_class_share``, ``eval/confident_share``
+fd_digits                 generate           ``eval/fd_digits`` (Fréchet distance, digit
+                          (10-class 28×28)   classifier features), ``eval/fd_samples``,
+                                             ``eval/fd_real_samples``
+fd_effnet                 generate           ``eval/fd_effnet`` (EfficientNet-B0 features),
+                          (not 28×28×1)      ``eval/fd_samples``, ``eval/fd_real_samples``
+kid_effnet                generate           ``eval/kid_effnet``, ``eval/kid_effnet_std``
+                          (not 28×28×1)      (KID, EfficientNet-B0 features)
+fid_inception             generate           ``eval/fid_inception`` (FID, Inception-v3),
+                          (inception_weights ``eval/fd_samples``, ``eval/fd_real_samples``
+                          set)
+parzen_ll                 generate           ``eval/parzen_ll``, ``eval/parzen_ll_se``,
+                          (10-class 28×28;   ``eval/parzen_sigma`` (Parzen window, nats)
+                          final eval only)
 ========================  =================  ===========================================
+
+The feature distances (:mod:`aaejax.feature_distances`, nets in
+:mod:`aaejax.feature_nets`) compare ``config.fd_samples`` generated images with
+the first n_real = min(``fd_samples``, test size) test images; ``eval/fd_samples``
+and ``eval/fd_real_samples`` log the two counts. The real side's statistics and
+features are computed once and cached (``config.cache_dir``, else
+``$AAEJAX_CACHE_DIR``, else ``~/.cache/aaejax``), keyed by dataset, split, net,
+its weights and n_real. One eval generates its images once (:meth:`Context.generated`)
+and embeds them once per net (:meth:`Context.fake_features`), shared by the
+evaluators. KID: ``kid_subsets`` subsets of ``kid_subset_size``. Parzen
+(:mod:`aaejax.parzen`): ``parzen_samples`` generated images, σ chosen on the last
+``parzen_validation`` training images, the log-likelihood of the first
+``parzen_test`` test images; it costs seconds, so it runs at the last step's
+eval only (``final_only``; ``Evaluation(...)(..., final=True)``).
 """
 
 from __future__ import annotations
@@ -32,9 +59,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aaejax import core, metrics, priors as priors_lib
+from aaejax import core, data, metrics, priors as priors_lib
 
 EVAL_BATCH = 500  # examples per chunk of the per-example pass
+GENERATE_CHUNK = 1000  # images per jitted generator call
+FD_CACHE_VERSION = 1  # bump when the cached real-data features change meaning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,23 +76,25 @@ class Evaluator:
     fn: the metric computation, given an :class:`Context`.
     applies: ``(model, config) -> bool``, for conditions beyond capabilities
       (e.g. the data set); always by default.
+    final_only: runs only at a run's final eval (the costly ones).
   """
 
   name: str
   needs: frozenset[str]
   fn: Callable[["Context"], dict[str, float]]
   applies: Callable[[Any, Any], bool] = lambda model, config: True
+  final_only: bool = False
 
 
 REGISTRY: dict[str, Evaluator] = {}
 
 
-def register(name: str, needs, applies=None):
+def register(name: str, needs, applies=None, final_only: bool = False):
   """Decorator: registers ``fn(context) -> metrics`` as evaluator ``name``."""
 
   def wrap(fn):
     REGISTRY[name] = Evaluator(name, frozenset(needs), fn,
-                               applies or (lambda model, config: True))
+                               applies or (lambda model, config: True), final_only)
     return fn
 
   return wrap
@@ -128,13 +159,16 @@ class Evaluation:
   def names(self) -> list[str]:
     return [e.name for e in self.evaluators]
 
-  def __call__(self, state, train_subset: Mapping[str, jax.Array], rng: jax.Array
-               ) -> dict[str, float]:
+  def __call__(self, state, train_subset: Mapping[str, jax.Array], rng: jax.Array,
+               final: bool = False) -> dict[str, float]:
     """``eval/…`` metrics of ``state``; ``train_subset`` holds training examples (labels −1
-    where hidden) for evaluators that need a reference set."""
+    where hidden) for evaluators that need a reference set. ``final``: the run's last
+    eval, which adds the ``final_only`` evaluators."""
     ctx = Context(self, state, train_subset, rng)
     result: dict[str, float] = {}
     for i, e in enumerate(self.evaluators):
+      if e.final_only and not final:
+        continue
       ctx.rng = jax.random.fold_in(rng, i)
       result.update(e.fn(ctx))
     return result
@@ -149,6 +183,9 @@ class Context:
   train: Mapping[str, jax.Array]
   rng: jax.Array
   _cache: dict = dataclasses.field(default_factory=dict)
+
+  def __post_init__(self):
+    self.eval_rng = self.rng  # the eval's key (``rng`` becomes each evaluator's own)
 
   @property
   def model(self):
@@ -175,6 +212,64 @@ class Context:
     if "train" not in self._cache:
       self._cache["train"] = self.evaluation.outputs(self.state, self.train)
     return self._cache["train"]
+
+  def generated(self, n: int) -> jax.Array:
+    """``n`` generated images (float, on device), drawn once per eval and shared.
+
+    Chunk ``i`` of :data:`GENERATE_CHUNK` images uses ``fold_in(key, i)``, so the
+    images of a smaller ``n`` are a prefix of those of a larger one.
+    """
+    chunks = self._cache.setdefault("generated", [])
+    key = jax.random.fold_in(self.eval_rng, 0x6E4)
+    while len(chunks) * GENERATE_CHUNK < n:
+      chunks.append(_generate(self.model, self.state, jax.random.fold_in(key, len(chunks)),
+                              GENERATE_CHUNK))
+    if ("generated", n) not in self._cache:
+      used = chunks[:-(-n // GENERATE_CHUNK)]
+      self._cache[("generated", n)] = (used[0] if len(used) == 1
+                                       else jnp.concatenate(used))[:n]
+    return self._cache[("generated", n)]
+
+  def fake_features(self, net: str, n: int) -> np.ndarray:
+    """(n, dim) features of :meth:`generated` images under feature net ``net`` (once per
+    eval)."""
+    from aaejax import feature_nets
+    if ("fake", net, n) not in self._cache:
+      self._cache[("fake", net, n)] = feature_nets.embedder(net, self.config)(self.generated(n))
+    return self._cache[("fake", net, n)]
+
+  def _real_key(self, kind: str, net: str, n: int) -> dict:
+    from aaejax import feature_nets
+    return {"kind": kind, "dataset": self.config.get("dataset", "mnist"), "split": "test",
+            "net": net, "n": n, "weights": feature_nets.get(net).identity(self.config),
+            "version": FD_CACHE_VERSION}
+
+  def _real_test_features(self, net: str, n: int) -> np.ndarray:
+    from aaejax import feature_nets
+    if ("real", net, n) not in self._cache:
+      self._cache[("real", net, n)] = feature_nets.embedder(net, self.config)(
+          self.test["image"][:n])
+    return self._cache[("real", net, n)]
+
+  def real_features(self, net: str, n: int) -> np.ndarray:
+    """(n, dim) features of the first ``n`` test images, cached on disk."""
+    from aaejax import feature_distances as fdist
+    return fdist.cached(self._real_key("features", net, n),
+                        lambda: {"features": self._real_test_features(net, n)},
+                        self.config.get("cache_dir") or None)["features"]
+
+  def real_stats(self, net: str, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`aaejax.feature_distances.gaussian_stats` of :meth:`real_features`, cached on
+    disk (without the features themselves)."""
+    from aaejax import feature_distances as fdist
+
+    def compute():
+      mu, sigma = fdist.gaussian_stats(self._real_test_features(net, n))
+      return {"mu": mu, "sigma": sigma}
+
+    stats = fdist.cached(self._real_key("stats", net, n), compute,
+                         self.config.get("cache_dir") or None)
+    return stats["mu"], stats["sigma"]
 
 
 def context(model, state, test, train=None, *, config=None, rng=None, test_outputs=None,
@@ -313,7 +408,14 @@ def _likelihood(ctx):
 
 
 def _mnist_like(model, config):
-  return tuple(model.image_shape) == (28, 28, 1)
+  """28×28×1 images of a 10-class data set: what the digit classifier judges."""
+  return (tuple(model.image_shape) == (28, 28, 1)
+          and data.NUM_CLASSES.get(config.get("dataset", "mnist"), 10) == 10)
+
+
+def _not_mnist_like(model, config):
+  """Images other than 28×28×1 (e.g. CelebA): what EfficientNet's features suit."""
+  return tuple(model.image_shape) != (28, 28, 1)
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3))
@@ -330,8 +432,79 @@ def _mode_coverage(ctx):
   params = digits.load_or_train(ctx.config.dataset, ctx.config.get("data_dir") or None,
                                 ctx.config.get("cache_dir") or None,
                                 **dict(ctx.config.get("classifier_options", {}) or {}))
-  images = np.concatenate([np.asarray(_generate(ctx.model, ctx.state,
-                                                jax.random.fold_in(ctx.rng, i), 1000))
-                           for i in range(-(-n // 1000))])[:n]
-  coverage = digits.mode_coverage(digits.predict_proba(params, images))
+  coverage = digits.mode_coverage(digits.predict_proba(params, np.asarray(ctx.generated(n))))
   return {f"eval/{k}": v for k, v in coverage.items()}
+
+
+def _sample_counts(ctx) -> tuple[int, int]:
+  """(generated, real) image counts of the feature distances."""
+  n_fake = int(ctx.config.get("fd_samples", 10_000))
+  return n_fake, min(n_fake, int(ctx.test["image"].shape[0]))
+
+
+def _frechet(ctx, net: str, metric: str) -> dict[str, float]:
+  """Fréchet distance of feature net ``net`` between generated and test images."""
+  from aaejax import feature_distances as fdist
+  n_fake, n_real = _sample_counts(ctx)
+  mu_r, sigma_r = ctx.real_stats(net, n_real)
+  mu_g, sigma_g = fdist.gaussian_stats(ctx.fake_features(net, n_fake))
+  return {metric: fdist.frechet_distance(mu_g, sigma_g, mu_r, sigma_r),
+          "eval/fd_samples": n_fake, "eval/fd_real_samples": n_real}
+
+
+@register("fd_digits", {core.GENERATE}, applies=_mnist_like)
+def _fd_digits(ctx):
+  """FD in the digit classifier's 256-D penultimate features (trained on the run's data)."""
+  return _frechet(ctx, "digits", "eval/fd_digits")
+
+
+@register("fd_effnet", {core.GENERATE}, applies=_not_mnist_like)
+def _fd_effnet(ctx):
+  """FD in EfficientNet-B0's 1280-D pooled features (``config.effnet_weights``)."""
+  return _frechet(ctx, "effnet", "eval/fd_effnet")
+
+
+@register("kid_effnet", {core.GENERATE}, applies=_not_mnist_like)
+def _kid_effnet(ctx):
+  """KID in EfficientNet-B0's features: mean and spread over ``kid_subsets`` subsets."""
+  from aaejax import feature_distances as fdist
+  n_fake, n_real = _sample_counts(ctx)
+  mean, std = fdist.kernel_distance(
+      ctx.real_features("effnet", n_real), ctx.fake_features("effnet", n_fake),
+      subsets=int(ctx.config.get("kid_subsets", 100)),
+      subset_size=int(ctx.config.get("kid_subset_size", 1000)), rng=ctx.rng)
+  return {"eval/kid_effnet": mean, "eval/kid_effnet_std": std,
+          "eval/fd_samples": n_fake, "eval/fd_real_samples": n_real}
+
+
+@register("fid_inception", {core.GENERATE},
+          applies=lambda model, config: bool(config.get("inception_weights", "")))
+def _fid_inception(ctx):
+  """FID: FD in Inception-v3's 2048-D pool3 features (``config.inception_weights``)."""
+  return _frechet(ctx, "inception", "eval/fid_inception")
+
+
+def _flat_unit(images) -> jax.Array:
+  """(n, H, W, C) uint8 or [0, 1] float images → (n, H·W·C) float32 in [0, 1]."""
+  images = jnp.asarray(images)
+  unit = data.to_float(images) if images.dtype == jnp.uint8 else images.astype(jnp.float32)
+  return unit.reshape(images.shape[0], -1)
+
+
+@register("parzen_ll", {core.GENERATE}, applies=_mnist_like, final_only=True)
+def _parzen_ll(ctx):
+  """Parzen-window log-likelihood (nats) of the test images under generated samples.
+
+  ``parzen_samples`` generated images; σ from :data:`aaejax.parzen.SIGMA_GRID` by the
+  mean log-likelihood of the last ``parzen_validation`` training images; the mean and
+  standard error over the first ``parzen_test`` test images.
+  """
+  from aaejax import parzen
+  cfg = ctx.config
+  samples = _flat_unit(ctx.generated(int(cfg.get("parzen_samples", 10_000))))
+  train = data.load_numpy(cfg.get("dataset", "mnist"), "train", cfg.get("data_dir") or None)
+  validation = _flat_unit(jnp.asarray(train["image"][-int(cfg.get("parzen_validation", 1000)):]))
+  test = _flat_unit(ctx.test["image"][:int(cfg.get("parzen_test", 10_000))])
+  out = parzen.parzen_evaluation(samples, validation, test)
+  return {"eval/parzen_ll": out["ll"], "eval/parzen_ll_se": out["se"],
+          "eval/parzen_sigma": out["sigma"]}

@@ -362,8 +362,8 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
     return sweep_fn(states, train_arrays, order["perm"], step % steps_per_epoch, streams)
 
   def evaluate_at(states, step, members):
-    del step
-    return [evaluate(member(states, i), subsets[i], keys[i][2]) for i in members]
+    final = step >= config.num_steps
+    return [evaluate(member(states, i), subsets[i], keys[i][2], final=final) for i in members]
 
   def on_start(step):
     history.record(config, workdir, step or 0)

@@ -514,8 +514,9 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
     return train_fn(state, train.arrays, order["perm"], step % steps_per_epoch, streams)
 
   def evaluate_at(state, step, members):
-    del step, members
-    return [evaluate(parallel.local_copy(state) if multi else state, train_subset, eval_rng)]
+    del members
+    return [evaluate(parallel.local_copy(state) if multi else state, train_subset, eval_rng,
+                     final=step >= config.num_steps)]
 
   def on_start(step):
     if lead:

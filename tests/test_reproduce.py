@@ -60,3 +60,22 @@ def test_quick_run_end_to_end(mnist_dir, tmp_path):
                                       "metrics.jsonl")]
   assert any("train/supervised_loss" in r for r in rows)
   assert rows[-1]["eval/error_rate"] == row["mean"]
+
+
+def test_parzen_table_quick(mnist_dir, tmp_path):
+  """The Parzen table's rows and Markdown; one real quick run (the GAN row)."""
+  spec = reproduce.TABLES["parzen"]
+  assert [(r.key, r.paper) for r in spec.rows] == [("aae", 340.0), ("gan", 225.0),
+                                                   ("vae", None), ("wae", None)]
+  aae = reproduce.row_config("parzen", spec.rows[0], 0)
+  assert (aae.model, aae.latent_dim, aae.prior) == ("aae", 8, "gaussian")
+  assert reproduce.row_config("parzen", spec.rows[3], 0).model == "wae"
+  summary = reproduce.run_table("parzen", str(tmp_path), seeds=1, quick=True, rows=["gan"])
+  row = summary["rows"][0]
+  assert np.isfinite(row["mean"]) and row["extra"]["eval/parzen_ll_se"] > 0
+  assert "eval/fd_digits" not in row["extra"]  # quick: no digit classifier
+  text = reproduce.markdown(summary)
+  assert "higher is better" in text and "eval/fd_digits |" in text and "| — |" in text
+  assert f"| GAN | 225.00 ± 2.00 | {row['mean']:.2f} | {row['mean'] - 225:+.2f} | 1 |" in text
+  summary["rows"].append({**row, "setting": "VAE (8-D)", "paper": None, "paper_std": None})
+  assert "| VAE (8-D) | — |" in reproduce.markdown(summary)

@@ -124,7 +124,8 @@ def test_sigterm_to_the_cli_exits_143_with_a_message(mnist_dir, tmp_path):
          f"--workdir={workdir}", "--config.hidden=(32,)", "--config.critic_hidden=(16,)",
          "--config.num_steps=100000", "--config.log_every=5", "--config.eval_every=100000",
          "--config.plots=False", "--config.disable_progress=True",
-         "--config.skip_evaluators=('mode_coverage','knn_accuracy','mmd_to_prior')"]
+         "--config.skip_evaluators=('mode_coverage','fd_digits','parzen_ll','knn_accuracy',"
+         "'mmd_to_prior')"]
   proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           env={**os.environ, "AAEJAX_DATA_DIR": mnist_dir})
   try:

