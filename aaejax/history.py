@@ -42,7 +42,7 @@ RESUMABLE_FIELDS = frozenset({
     "num_steps", "log_every", "eval_every", "checkpoint_every", "max_checkpoints",
     "plots", "disable_progress", "skip_evaluators", "mode_coverage_samples", "cache_dir",
     "classifier_options", "data_dir", "num_devices", "divergence_limit",
-    "allow_config_change",
+    "allow_config_change", "download",
 })
 
 
