@@ -172,6 +172,9 @@ def _load_idx_pair(image_path: str, label_path: str, num_classes: int = 10
   return {"image": images[..., None], "label": labels.astype(np.int32)}
 
 
+_TFDS_CHUNK = 4096  # examples per tf.data batch read by _load_tfds
+
+
 def _has_tensorflow() -> bool:
   """Whether TensorFlow is installed (checked without importing it)."""
   return importlib.util.find_spec("tensorflow") is not None
@@ -195,13 +198,20 @@ def _load_tfds(name: str, split: str, data_dir: str | None) -> dict[str, np.ndar
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
   if _has_tensorflow():
-    arrays = tfds.as_numpy(tfds.load(name, split=split, data_dir=data_dir, batch_size=-1,
-                                     download=True))
+    ds = tfds.load(name, split=split, data_dir=data_dir, download=True)
+    keys = [k for k in ("image", "label") if k in ds.element_spec]
+    # Fixed-size batches, not batch_size=-1: that needs the split's size in the dataset's
+    # metadata (absent under tfds.testing.mock_data, where TF then aborts the process).
+    ds = ds.map(lambda example: {k: example[k] for k in keys}).batch(_TFDS_CHUNK)
+    chunks = list(tfds.as_numpy(ds))
   else:
     records = tfds.data_source(name, split=split, data_dir=data_dir)
-    examples = records.__getitems__(range(len(records)))
-    arrays = {k: np.stack([e[k] for e in examples]) for k in ("image", "label")
-              if examples and k in examples[0]}
+    examples = [records[i] for i in range(len(records))]
+    keys = [k for k in ("image", "label") if examples and k in examples[0]]
+    chunks = [{k: np.stack([e[k] for e in examples]) for k in keys}] if examples else []
+  if not chunks or "image" not in keys:
+    raise ValueError(f"tfds {name!r} split {split!r} has no examples or no 'image' feature")
+  arrays = {k: np.concatenate([c[k] for c in chunks]) for k in keys}
   image = np.asarray(arrays["image"], dtype=np.uint8)
   out = {"image": image[..., None] if image.ndim == 3 else image}
   if "label" in arrays:

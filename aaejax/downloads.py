@@ -190,7 +190,13 @@ def fetch(name: str, filenames: Sequence[str], cache_dir: str | None = None,
     why = "download=False" if not download else f"${NO_DOWNLOAD_ENV}={os.environ[NO_DOWNLOAD_ENV]}"
     raise DownloadError(f"{name}: {', '.join(missing)} not in the download cache {directory} "
                         f"and downloading is disabled ({why}). {by_hand}")
-  os.makedirs(directory, exist_ok=True)
+  try:
+    os.makedirs(directory, exist_ok=True)
+    if not os.access(directory, os.W_OK):
+      raise PermissionError("not writable")
+  except OSError as e:
+    raise DownloadError(f"{name}: cannot write the download cache {directory} ({e}); set "
+                        f"config.cache_dir or ${CACHE_DIR_ENV} to a writable directory") from e
   timeout = TIMEOUT_S if timeout is None else timeout
   for filename in missing:
     failures = []
