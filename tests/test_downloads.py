@@ -255,3 +255,15 @@ def test_local_files_win_over_the_cache(fresh, server, synthetic, tmp_path, monk
   assert got["image"].shape == (3, 28, 28, 1)
   assert data.source("mnist", "test", str(tmp_path / "data")) == str(local)
   assert cache_listing(fresh) == [] and server.requests == []
+
+
+def test_one_cache_dir_for_downloads_and_the_classifier(tmp_path, monkeypatch):
+  from aaejax import digits
+  monkeypatch.setenv(downloads.CACHE_DIR_ENV, str(tmp_path / "env"))
+  for arg, want in ((None, tmp_path / "env"), ("", tmp_path / "env"), (str(tmp_path / "arg"),
+                                                                         tmp_path / "arg")):
+    assert downloads.resolve_cache_dir(arg) == str(want)
+    assert downloads.dataset_dir("mnist", arg) == str(want / "datasets" / "mnist")
+    assert os.path.dirname(digits._cache_path("mnist", arg, {})) == str(want)
+  monkeypatch.delenv(downloads.CACHE_DIR_ENV)
+  assert downloads.resolve_cache_dir() == os.path.expanduser("~/.cache/aaejax")
