@@ -136,6 +136,10 @@ def _download_one(url: str, directory: str, filename: str, md5: str, timeout: fl
       os.remove(tmp)
 
 
+def _size(nbytes: int) -> str:
+  return f"{nbytes / 1e6:.1f} MB" if nbytes >= 1e6 else f"{nbytes / 1e3:.1f} kB"
+
+
 def _why(e: BaseException, timeout: float) -> str:
   """A short description of a failed download."""
   if isinstance(e, urllib.error.HTTPError):
@@ -156,7 +160,7 @@ def fetch(name: str, filenames: Sequence[str], cache_dir: str | None = None,
 
   Files already there (put there by an earlier :func:`fetch`, so checked then) are used as
   they are; each missing one is downloaded from ``MIRRORS[name]`` in order, the first mirror
-  that delivers the file with the right md5 winning.
+  that delivers the file with the right md5 winning (and going first for the next files).
 
   Args:
     name: A key of :data:`MD5` (``"mnist"``, ``"fashion_mnist"``).
@@ -198,9 +202,10 @@ def fetch(name: str, filenames: Sequence[str], cache_dir: str | None = None,
     raise DownloadError(f"{name}: cannot write the download cache {directory} ({e}); set "
                         f"config.cache_dir or ${CACHE_DIR_ENV} to a writable directory") from e
   timeout = TIMEOUT_S if timeout is None else timeout
+  mirrors = list(MIRRORS[name])
   for filename in missing:
     failures = []
-    for base in MIRRORS[name]:
+    for base in list(mirrors):
       url = base + filename
       log(f"aaejax: downloading {url} into {directory}/")
       start = time.perf_counter()
@@ -211,8 +216,10 @@ def fetch(name: str, filenames: Sequence[str], cache_dir: str | None = None,
         failures.append(f"{url}: {_why(e, timeout)}")
         log(f"aaejax: {failures[-1]}")
         continue
-      log(f"aaejax: {filename}: {os.path.getsize(path) / 1e6:.1f} MB in "
+      log(f"aaejax: {filename}: {_size(os.path.getsize(path))} in "
           f"{time.perf_counter() - start:.1f} s, md5 ok")
+      mirrors.remove(base)  # the mirror that worked goes first for the next files
+      mirrors.insert(0, base)
       break
     else:
       tried = "; ".join(failures) or f"no mirror configured (MIRRORS[{name!r}] is empty)"
