@@ -87,7 +87,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "parzen_validation": _int(1), "parzen_test": _int(2), "latent_dim": _int(1), "conv_kernel": _int(1),
     "num_devices": _int(0), "num_labeled": _int(0), "labeled_batch_size": _int(0),
     "num_clusters": _int(2), "num_classes": _int(2),
-    "plots": _BOOL, "disable_progress": _BOOL, "batch_norm": _BOOL,
+    "plots": _BOOL, "disable_progress": _BOOL, "batch_norm": _BOOL, "download": _BOOL,
     "data_dir": _STR, "cache_dir": _STR, "effnet_weights": _STR, "inception_weights": _STR,
     "prior_options": _DICT, "classifier_options": _DICT,
     "adam_b1": _number(0, 1, hi_open=True), "adam_b2": _number(0, 1, hi_open=True),

@@ -2,7 +2,8 @@
 
 Host side: :func:`load_numpy` reads canonical IDX files (gzip or raw) from a
 data directory (argument or the ``AAEJAX_DATA_DIR`` environment variable), from
-well-known system locations, or, as a fallback, through ``tensorflow_datasets``.
+well-known system locations, from the download cache (fetched there on first use by
+:mod:`aaejax.downloads`), or, as a fallback, through ``tensorflow_datasets``.
 
 Device side: :class:`DeviceDataset` puts the whole dataset on the accelerator
 once; :func:`epoch_permutation` and :func:`gather_batch` are pure, jittable
@@ -13,6 +14,7 @@ depends only on ``(key, epoch)``, which makes resuming from a checkpoint exact.
 from __future__ import annotations
 
 import gzip
+import importlib.util
 import os
 import zlib
 from typing import Any
@@ -20,6 +22,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from aaejax import downloads
 
 DATA_DIR_ENV = "AAEJAX_DATA_DIR"
 SUPPORTED_DATASETS = ("mnist", "fashion_mnist")
@@ -48,7 +52,8 @@ _CACHE: dict[tuple[str, ...], dict[str, np.ndarray]] = {}
 
 
 class DatasetNotFoundError(FileNotFoundError):
-  """Raised when a dataset cannot be found locally nor loaded through tfds."""
+  """Raised when a dataset is not found locally nor in the download cache, cannot be downloaded
+  there, and cannot be loaded through tfds; the message says what was tried and how to fix it."""
 
 
 class DataFileError(ValueError):
@@ -167,21 +172,51 @@ def _load_idx_pair(image_path: str, label_path: str, num_classes: int = 10
   return {"image": images[..., None], "label": labels.astype(np.int32)}
 
 
+_TFDS_CHUNK = 4096  # examples per tf.data batch read by _load_tfds
+
+
+def _has_tensorflow() -> bool:
+  """Whether TensorFlow is installed (checked without importing it)."""
+  return importlib.util.find_spec("tensorflow") is not None
+
+
 def _load_tfds(name: str, split: str, data_dir: str | None) -> dict[str, np.ndarray]:
-  """Loads a split with ``tensorflow_datasets`` (may download and prepare it).
+  """Loads a whole split with ``tensorflow_datasets``, in :func:`load_numpy`'s format.
+
+  With TensorFlow installed, ``tfds.load(..., batch_size=-1)`` (which downloads and prepares
+  the dataset on first use); without it, ``tfds.data_source``, which reads a dataset already
+  prepared in the ``array_record`` format (tfds needs TensorFlow to *prepare* mnist and
+  fashion_mnist: ``tfds build mnist --file_format=array_record`` on a machine that has it).
+
+  Returns:
+    ``{"image": uint8 (N, H, W, C)}`` plus ``"label": int32 (N,)`` if the dataset has labels.
 
   Raises:
-    ImportError: If tfds is not installed.
+    ImportError: If tfds (or, to prepare a dataset, TensorFlow) is not installed.
     Exception: Whatever tfds raises when the dataset is unavailable.
   """
   import tensorflow_datasets as tfds  # pylint: disable=g-import-not-at-top
 
-  ds = tfds.load(name, split=split, data_dir=data_dir, batch_size=-1, download=True)
-  ds = tfds.as_numpy(ds)
-  return {
-      "image": np.asarray(ds["image"], dtype=np.uint8).reshape(-1, 28, 28, 1),
-      "label": np.asarray(ds["label"], dtype=np.int32),
-  }
+  if _has_tensorflow():
+    ds = tfds.load(name, split=split, data_dir=data_dir, download=True)
+    keys = [k for k in ("image", "label") if k in ds.element_spec]
+    # Fixed-size batches, not batch_size=-1: that needs the split's size in the dataset's
+    # metadata (absent under tfds.testing.mock_data, where TF then aborts the process).
+    ds = ds.map(lambda example: {k: example[k] for k in keys}).batch(_TFDS_CHUNK)
+    chunks = list(tfds.as_numpy(ds))
+  else:
+    records = tfds.data_source(name, split=split, data_dir=data_dir)
+    examples = [records[i] for i in range(len(records))]
+    keys = [k for k in ("image", "label") if examples and k in examples[0]]
+    chunks = [{k: np.stack([e[k] for e in examples]) for k in keys}] if examples else []
+  if not chunks or "image" not in keys:
+    raise ValueError(f"tfds {name!r} split {split!r} has no examples or no 'image' feature")
+  arrays = {k: np.concatenate([c[k] for c in chunks]) for k in keys}
+  image = np.asarray(arrays["image"], dtype=np.uint8)
+  out = {"image": image[..., None] if image.ndim == 3 else image}
+  if "label" in arrays:
+    out["label"] = np.asarray(arrays["label"], dtype=np.int32)
+  return out
 
 
 def _cached(key: tuple[str, ...], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -210,24 +245,47 @@ def _local_files(name: str, split: str, root: str | None) -> tuple[str, str, str
   return None
 
 
-def source(name: str, split: str = "train", data_dir: str | None = None) -> str:
-  """Where :func:`load_numpy` reads ``name``'s ``split``: a directory, or ``"tensorflow_datasets"``."""
-  found = _local_files(name, split, resolve_data_dir(data_dir))
+def _downloaded_files(name: str, split: str, cache_dir: str | None, download: bool
+                      ) -> tuple[tuple[str, str, str] | None, str]:
+  """``(directory, image file, label file)`` in the download cache, fetching missing files
+  first where allowed (:func:`aaejax.downloads.fetch`); else ``(None, why not)``."""
+  if name not in downloads.MD5:
+    return None, f"no download source for {name!r}"
+  files = [stem + ".gz" for stem in IDX_FILES[split]]
+  try:
+    directory = downloads.fetch(name, files, cache_dir, download)
+  except downloads.DownloadError as e:
+    return None, str(e)
+  return (directory, *(os.path.join(directory, f) for f in files)), ""
+
+
+def source(name: str, split: str = "train", data_dir: str | None = None,
+           cache_dir: str | None = None) -> str:
+  """Where :func:`load_numpy` reads ``name``'s ``split``: a directory (a data directory or the
+  download cache), or ``"tensorflow_datasets"``. Never downloads."""
+  found = (_local_files(name, split, resolve_data_dir(data_dir))
+           or _downloaded_files(name, split, cache_dir, download=False)[0])
   return os.path.abspath(found[0]) if found else "tensorflow_datasets"
 
 
-def load_numpy(name: str, split: str, data_dir: str | None = None) -> dict[str, np.ndarray]:
+def load_numpy(name: str, split: str, data_dir: str | None = None, *,
+               cache_dir: str | None = None, download: bool = True) -> dict[str, np.ndarray]:
   """Loads a whole dataset split into host memory.
 
   Search order: ``<data_dir>/<name>/`` with the canonical IDX file names
-  (``.gz`` optional), then ``EXTRA_DATA_DIRS[name]``, then
-  ``tensorflow_datasets`` if importable. Results are cached per process; the
-  returned arrays are shared and read-only (copy them before mutating).
+  (``.gz`` optional), then ``EXTRA_DATA_DIRS[name]``, then the download cache
+  ``<cache_dir>/datasets/<name>/``, downloading the split's two files there if they are
+  missing (md5-checked; see :mod:`aaejax.downloads`), then ``tensorflow_datasets`` if
+  importable. Results are cached per process; the returned arrays are shared and
+  read-only (copy them before mutating).
 
   Args:
     name: Dataset name, one of ``SUPPORTED_DATASETS`` (tfds naming).
     split: ``"train"`` or ``"test"``.
     data_dir: Data directory; defaults to ``$AAEJAX_DATA_DIR``.
+    cache_dir: Cache root of the downloads; defaults to ``$AAEJAX_CACHE_DIR``, else
+      ``~/.cache/aaejax``.
+    download: ``False`` (or ``$AAEJAX_NO_DOWNLOAD=1``) forbids the network.
 
   Returns:
     ``{"image": uint8 (N, 28, 28, 1), "label": int32 (N,)}``.
@@ -246,6 +304,9 @@ def load_numpy(name: str, split: str, data_dir: str | None = None) -> dict[str, 
   searched = _searched(name, root)
   image_stem, label_stem = IDX_FILES[split]
   found = _local_files(name, split, root)
+  download_error = ""
+  if not found:
+    found, download_error = _downloaded_files(name, split, cache_dir, download)
   if found:
     directory, image_path, label_path = found
     key = (name, split, os.path.abspath(directory))
@@ -265,6 +326,7 @@ def load_numpy(name: str, split: str, data_dir: str | None = None) -> dict[str, 
       f"Dataset {name!r} split {split!r} not found.",
       f"Searched directories: {searched or '(none; no data_dir given)'}.",
       f"Expected files {image_stem}[.gz] and {label_stem}[.gz] in <data_dir>/{name}/.",
+      f"Download: {download_error.rstrip('.')}.",
       f"Set config.data_dir or the {DATA_DIR_ENV} environment variable to a "
       f"directory containing {name}/.",
   ]

@@ -25,10 +25,10 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from aaejax import data
+from aaejax import data, downloads
 
 CLASSIFIER_VERSION = 1  # Bump when the architecture or the training recipe changes.
-CACHE_DIR_ENV = "AAEJAX_CACHE_DIR"
+CACHE_DIR_ENV = downloads.CACHE_DIR_ENV
 FEATURE_DIM = 256
 IMAGE_SHAPE = (28, 28, 1)
 
@@ -191,9 +191,8 @@ def _cache_path(dataset: str, cache_dir: str | None, train_kwargs: dict[str, Any
     raise TypeError(f"unknown train_classifier arguments: {unknown}")
   settings = {**_TRAIN_DEFAULTS, **train_kwargs}
   tag = "-".join(f"{k}={settings[k]!r}" for k in sorted(settings))
-  root = cache_dir or os.environ.get(CACHE_DIR_ENV) or os.path.join("~", ".cache", "aaejax")
   name = f"digits-{dataset}-v{CLASSIFIER_VERSION}-{tag}.npz"
-  return os.path.abspath(os.path.join(os.path.expanduser(root), name))
+  return os.path.join(downloads.resolve_cache_dir(cache_dir), name)
 
 
 def _save(path: str, params: Params) -> None:
@@ -244,7 +243,7 @@ def load_or_train(dataset: str, data_dir: str | None = None, cache_dir: str | No
   if os.path.exists(path):
     params = _load(path)
   else:
-    train = data.load_numpy(dataset, "train", data_dir)
+    train = data.load_numpy(dataset, "train", data_dir, cache_dir=cache_dir)
     params = train_classifier(train["image"], train["label"], **train_kwargs)
     _save(path, params)
   _PARAMS_CACHE[path] = params

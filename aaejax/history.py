@@ -42,8 +42,8 @@ RESUMABLE_FIELDS = frozenset({
     "num_steps", "log_every", "eval_every", "checkpoint_every", "max_checkpoints",
     "plots", "disable_progress", "skip_evaluators", "mode_coverage_samples", "cache_dir",
     "classifier_options", "data_dir", "num_devices", "divergence_limit",
-    "allow_config_change", "fd_samples", "kid_subsets", "kid_subset_size", "parzen_samples",
-    "parzen_validation", "parzen_test", "effnet_weights", "inception_weights",
+    "allow_config_change", "download", "fd_samples", "kid_subsets", "kid_subset_size",
+    "parzen_samples", "parzen_validation", "parzen_test", "effnet_weights", "inception_weights",
 })
 
 

@@ -192,9 +192,10 @@ def make_train_fn(model, batch_size: int, mesh=None, host_batches: bool = False,
 
 def load_splits(config) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
   """The config's train and test splits, on host."""
-  data_dir = config.get("data_dir") or None
-  return (data.load_numpy(config.dataset, "train", data_dir),
-          data.load_numpy(config.dataset, "test", data_dir))
+  kwargs = dict(data_dir=config.get("data_dir") or None,
+                cache_dir=config.get("cache_dir") or None, download=config.get("download", True))
+  return (data.load_numpy(config.dataset, "train", **kwargs),
+          data.load_numpy(config.dataset, "test", **kwargs))
 
 
 def check_data(model, config, splits: Sequence[Mapping[str, np.ndarray]]) -> None:
@@ -438,7 +439,8 @@ def describe(model, state, config, workdir: str, train_n: int, test_n: int) -> l
   """The startup lines: devices, data, model size, checkpoint size, workdir."""
   devices = jax.devices()[:config.get("num_devices") or None]
   kinds = collections.Counter(d.device_kind for d in devices)
-  where = data.source(config.dataset, "train", config.get("data_dir") or None)
+  where = data.source(config.dataset, "train", config.get("data_dir") or None,
+                      config.get("cache_dir") or None)
   sizes = {name: sum(x.size for x in jax.tree.leaves(p)) for name, p in state.params.items()}
   nbytes = sum(x.nbytes for x in jax.tree.leaves(state)
                if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key))

@@ -24,6 +24,17 @@ def mnist_small(mnist_dir):
 
 
 @pytest.fixture(scope="session", autouse=True)
+def offline(tmp_path_factory):
+  """No test downloads (nor reads a developer's download cache): datasets come from
+  AAEJAX_DATA_DIR or the tests' own files; test_downloads.py serves its files locally."""
+  patch = pytest.MonkeyPatch()
+  patch.setenv("AAEJAX_NO_DOWNLOAD", "1")
+  patch.setenv("AAEJAX_CACHE_DIR", str(tmp_path_factory.mktemp("aaejax_cache")))
+  yield
+  patch.undo()
+
+
+@pytest.fixture(scope="session", autouse=True)
 def compilation_cache(tmp_path_factory):
   """One persistent XLA compilation cache for the session: runs that rebuild the same step
   (a resumed run, a solo run beside its sweep member) reuse its compiled program."""

@@ -6,9 +6,11 @@ import ml_collections
 def get_config():
   c = ml_collections.ConfigDict()
   # Data: a tfds name. Files are read from <data_dir>/<dataset>/ (canonical IDX
-  # files), data_dir defaulting to $AAEJAX_DATA_DIR; else tfds.
+  # files), data_dir defaulting to $AAEJAX_DATA_DIR; else from <cache_dir>/datasets/<dataset>/,
+  # downloaded there on first use; else tfds.
   c.dataset = "mnist"
   c.data_dir = ""
+  c.download = True             # False (or $AAEJAX_NO_DOWNLOAD=1): never use the network
   c.seed = 0
   c.batch_size = 100
   c.num_steps = 3000            # 5 epochs of MNIST at batch 100
@@ -25,7 +27,7 @@ def get_config():
   # eval, except those named here (e.g. ("mode_coverage", "knn_accuracy")).
   c.skip_evaluators = ()
   c.mode_coverage_samples = 10_000  # generated images the digit classifier labels
-  c.cache_dir = ""              # digit classifier cache; "" = $AAEJAX_CACHE_DIR or ~/.cache/aaejax
+  c.cache_dir = ""              # downloads, digit classifier; "" = $AAEJAX_CACHE_DIR or ~/.cache/aaejax
   c.classifier_options = {}     # aaejax.digits.train_classifier's options, e.g. {'steps': 3000}
   # Feature distances (fd_digits on 28x28x1 data; fd_effnet, kid_effnet on other images;
   # fid_inception wherever inception_weights is set): generated images vs the first
