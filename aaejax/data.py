@@ -22,11 +22,14 @@ import jax.numpy as jnp
 import numpy as np
 
 DATA_DIR_ENV = "AAEJAX_DATA_DIR"
-SUPPORTED_DATASETS = ("mnist", "fashion_mnist")
+SUPPORTED_DATASETS = ("mnist", "fashion_mnist", "celeb_a")
 SPLITS = ("train", "test")
-# Image shape (H, W, C) and number of classes of each supported dataset.
-IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1)}
-NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10}
+# Image shape (H, W, C) and number of classes of each supported dataset (0: no labels; its
+# arrays have no "label").
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "celeb_a": (64, 64, 3)}
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "celeb_a": 0}
+# Datasets with a loader module of their own (JPEGs, not IDX files): name -> aaejax module.
+OWN_LOADERS = {"celeb_a": "celeba"}
 
 # Canonical IDX file names (without the optional ``.gz`` suffix) per split.
 IDX_FILES = {
@@ -53,6 +56,16 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class DataFileError(ValueError):
   """A data file is missing, unreadable, corrupt or inconsistent; the message names the file."""
+
+
+def has_labels(name: str) -> bool:
+  """Whether dataset ``name``'s arrays hold a ``"label"`` (CelebA's do not)."""
+  return NUM_CLASSES.get(name, 0) > 0
+
+
+def _own_loader(name: str):
+  import importlib
+  return importlib.import_module(f"aaejax.{OWN_LOADERS[name]}")
 
 
 def resolve_data_dir(data_dir: str | None = None) -> str | None:
@@ -212,11 +225,14 @@ def _local_files(name: str, split: str, root: str | None) -> tuple[str, str, str
 
 def source(name: str, split: str = "train", data_dir: str | None = None) -> str:
   """Where :func:`load_numpy` reads ``name``'s ``split``: a directory, or ``"tensorflow_datasets"``."""
+  if name in OWN_LOADERS:
+    return _own_loader(name).source(split, data_dir)
   found = _local_files(name, split, resolve_data_dir(data_dir))
   return os.path.abspath(found[0]) if found else "tensorflow_datasets"
 
 
-def load_numpy(name: str, split: str, data_dir: str | None = None) -> dict[str, np.ndarray]:
+def load_numpy(name: str, split: str, data_dir: str | None = None,
+               cache_dir: str | None = None) -> dict[str, np.ndarray]:
   """Loads a whole dataset split into host memory.
 
   Search order: ``<data_dir>/<name>/`` with the canonical IDX file names
@@ -228,9 +244,12 @@ def load_numpy(name: str, split: str, data_dir: str | None = None) -> dict[str, 
     name: Dataset name, one of ``SUPPORTED_DATASETS`` (tfds naming).
     split: ``"train"`` or ``"test"``.
     data_dir: Data directory; defaults to ``$AAEJAX_DATA_DIR``.
+    cache_dir: Cache of decoded images, for datasets of ``OWN_LOADERS`` (``celeb_a``:
+      :func:`aaejax.celeba.load_numpy`, which reads ``<data_dir>/celeba/``).
 
   Returns:
-    ``{"image": uint8 (N, 28, 28, 1), "label": int32 (N,)}``.
+    ``{"image": uint8 (N, 28, 28, 1), "label": int32 (N,)}``; for ``celeb_a``
+    ``{"image": uint8 (N, 64, 64, 3)}`` (no labels).
 
   Raises:
     ValueError: For an unknown dataset or split.
@@ -242,6 +261,8 @@ def load_numpy(name: str, split: str, data_dir: str | None = None) -> dict[str, 
     raise ValueError(f"Unknown dataset {name!r}; supported: {SUPPORTED_DATASETS}")
   if split not in SPLITS:
     raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}")
+  if name in OWN_LOADERS:
+    return _own_loader(name).load_numpy(split, data_dir, cache_dir)
   root = resolve_data_dir(data_dir)
   searched = _searched(name, root)
   image_stem, label_stem = IDX_FILES[split]

@@ -192,9 +192,9 @@ def make_train_fn(model, batch_size: int, mesh=None, host_batches: bool = False,
 
 def load_splits(config) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
   """The config's train and test splits, on host."""
-  data_dir = config.get("data_dir") or None
-  return (data.load_numpy(config.dataset, "train", data_dir),
-          data.load_numpy(config.dataset, "test", data_dir))
+  data_dir, cache_dir = config.get("data_dir") or None, config.get("cache_dir") or None
+  return (data.load_numpy(config.dataset, "train", data_dir, cache_dir),
+          data.load_numpy(config.dataset, "test", data_dir, cache_dir))
 
 
 def check_data(model, config, splits: Sequence[Mapping[str, np.ndarray]]) -> None:
