@@ -13,6 +13,9 @@ import pytest
 from aaejax import celeba, data, evaluation, models
 from aaejax.config_checks import ConfigError
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                "experiments"))
+
 RED, BLUE, GREEN = (255, 0, 0), (0, 0, 255), (0, 255, 0)
 
 
@@ -31,7 +34,7 @@ def _face(width: int, height: int, shade: int = 0) -> np.ndarray:
 def _jpeg(img: np.ndarray) -> bytes:
   from PIL import Image
   buf = io.BytesIO()
-  Image.fromarray(img).save(buf, format="JPEG", quality=95)
+  Image.fromarray(img).save(buf, format="JPEG", quality=95, subsampling=0)  # 4:4:4
   return buf.getvalue()
 
 
@@ -64,7 +67,8 @@ def _assert_face_layout(images: np.ndarray):
   left, right = x[:, 8:56, 4:28], x[:, 8:56, 36:60]
   assert (left[..., 0] > 200).all() and (left[..., 2] < 60).all()
   assert (right[..., 2] > 200).all() and (right[..., 0] < 60).all()
-  assert (x[..., 1] < 60).all(), "green from outside the crop box leaked in"
+  # JPEG's 8x8 blocks blur the crop's edge by a pixel or so; inside it no green.
+  assert (x[:, 2:62, 2:62, 1] < 60).all(), "green from outside the crop box leaked in"
 
 
 def test_synthetic_tar_splits_cache_and_layout(tmp_path, monkeypatch, no_tfds):
@@ -141,12 +145,15 @@ def test_real_subset():
 
 
 def test_models_that_read_labels_are_refused():
-  config = {"model": "aae_supervised_prior", "dataset": "celeb_a", "latent_dim": 2,
-            "prior": "gaussian_mixture"}
+  import ml_collections
+  from configs import aae_supervised_prior
+  config = aae_supervised_prior.get_config()
+  config.dataset = "celeb_a"
   with pytest.raises(ConfigError, match=r"reads labels .*celeb_a.* has none"):
     models.create(config, (64, 64, 3))
-  wae = models.create({"model": "wae", "dataset": "celeb_a", "latent_dim": 2,
-                       "prior": "gaussian", "penalty": "mmd_imq"}, (64, 64, 3))
+  wae = models.create(ml_collections.ConfigDict(
+      {"model": "wae", "dataset": "celeb_a", "latent_dim": 2, "prior": "gaussian",
+       "penalty": "mmd_imq"}), (64, 64, 3))
   names = [e.name for e in evaluation.select(wae, {"dataset": "celeb_a"})]
   assert "knn_accuracy" not in names and "recon_loss" in names
   assert "knn_accuracy" in [e.name for e in evaluation.select(wae, {"dataset": "mnist"})]
@@ -155,21 +162,20 @@ def test_models_that_read_labels_are_refused():
 def test_label_less_run_trains_evaluates_and_plots(tmp_path, monkeypatch):
   """A tiny conv WAE on a synthetic CelebA tar through the whole loop, with its figures."""
   import matplotlib.image
-  sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(__file__)), "experiments"))
   from configs import wae as wae_config
   from aaejax import train
   root = tmp_path / "data"
   _write_tar(str(root / "celeba" / "img_align_celeba_tiny.tar"), n=25)
   c = wae_config.get_config("celeba_cpu")
   c.update(data_dir=str(root), cache_dir=str(tmp_path / "cache"), conv_channels=(4, 4, 4, 8),
-           latent_dim=4, batch_size=10, num_steps=3, eval_every=3, checkpoint_every=3,
+           latent_dim=4, batch_size=10, num_steps=2, eval_every=2, checkpoint_every=2,
            log_every=1, lr_boundaries=(), lr_factors=(), disable_progress=True)
   out = train.train_and_evaluate(c, str(tmp_path / "run"))
   assert "eval/knn_accuracy" not in out and np.isfinite(out["eval/recon_loss"])
   plots = tmp_path / "run" / "plots"
   for name in ("samples.png", "reconstructions.png", "latent_qz.png"):
     image = matplotlib.image.imread(plots / name)
-    assert image.ndim == 3 and image.shape[0] > 300, name
+    assert image.ndim == 3 and image.shape[0] >= 100 and image.shape[1] >= 600, name
   # The reconstructions grid shows colour: red and blue faces from the test split.
   grid = matplotlib.image.imread(plots / "reconstructions.png")[..., :3]
   assert (grid[..., 0] - grid[..., 2] > 0.5).any() and (grid[..., 2] - grid[..., 0] > 0.5).any()

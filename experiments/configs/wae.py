@@ -11,8 +11,8 @@ meant for a GPU.
 
 CelebA 64x64 (no labels; aaejax.celeba), the paper's Sec. 4 setup (configs/default.py's
 ``celeba``): ``wae.py:celeba`` (the paper's nets: 5x5 kernels, 128->1024 channels, batch
-norm, 64-D codes; 50 epochs; for GPUs/TPUs) and ``wae.py:celeba_cpu`` (4x narrower nets,
-1,200 steps: minutes on a CPU). WAE-MMD with the IMQ kernel, lambda = 100, Adam lr 1e-3
+norm, 64-D codes; 50 epochs; for GPUs/TPUs) and ``wae.py:celeba_cpu`` (16x narrower nets,
+400 steps; for CPUs). WAE-MMD with the IMQ kernel, lambda = 100, Adam lr 1e-3
 with beta1 0.5; reconstruction cost 0.2 * ||x - x'||^2 on [0, 1] pixels, which is the
 authors' 0.05 * ||x - x'||^2 on the [-1, 1] pixels their CelebA pipeline uses.
 ``wae.py:celeba_gan`` / ``celeba_cpu_gan``: WAE-GAN as the authors ran it (lambda = 1,
