@@ -14,8 +14,8 @@ mmd_to_prior              encode, prior      ``eval/mmd_to_prior`` (IMQ, test co
 knn_accuracy              encode (labels)    ``eval/knn_accuracy`` (5-NN on training codes)
 label_component           label_prior        ``eval/label_component_accuracy``
 classification            classify           ``eval/error_rate``, ``eval/y_confidence``
-clustering                cluster            ``eval/cluster_error`` (labels), ``eval/categories_used``,
-                                             ``eval/y_confidence``
+clustering                cluster            ``eval/categories_used``, ``eval/y_confidence``,
+                                             ``eval/cluster_error`` (with labels)
 likelihood                likelihood         ``eval/nll_elbo``, ``eval/nll_iw``
 mode_coverage             generate           ``eval/classes_covered``,
                           (10-class 28×28)   ``eval/rarest_class_share``, ``eval/confident_share``

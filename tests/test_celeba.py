@@ -179,3 +179,25 @@ def test_label_less_run_trains_evaluates_and_plots(tmp_path, monkeypatch):
   # The reconstructions grid shows colour: red and blue faces from the test split.
   grid = matplotlib.image.imread(plots / "reconstructions.png")[..., :3]
   assert (grid[..., 0] - grid[..., 2] > 0.5).any() and (grid[..., 2] - grid[..., 0] > 0.5).any()
+
+
+@pytest.mark.parametrize("file,variant", [
+    ("wae", "celeba"), ("wae", "celeba_cpu"), ("wae", "celeba_gan"), ("wae", "celeba_cpu_gan"),
+    ("vae", "celeba"), ("vae", "celeba_cpu"), ("gan", "celeba"), ("gan", "celeba_cpu"),
+    ("aae_unsupervised", "celeba"), ("aae_unsupervised", "celeba_cpu")])
+def test_celeba_configs_build_the_papers_nets(file, variant):
+  import importlib
+  from aaejax import config_checks
+  c = importlib.import_module(f"configs.{file}").get_config(variant)
+  model = config_checks.check(c)  # the preflight: fields, then the model for 64x64x3
+  assert c.dataset == "celeb_a" and c.batch_size == 100 and c.adam_b1 == 0.5
+  width = (8, 16, 32, 64) if "cpu" in variant else (128, 256, 512, 1024)
+  nets = model.networks()
+  first = nets["encoder" if "encoder" in nets else "critic"][0]
+  last = nets["decoder" if "decoder" in nets else "generator"][0]
+  assert tuple(first.channels) == width and first.kernel_size == 5
+  assert tuple(last.channels) == width[::-1] and last.kernel_size == 5
+  if file == "wae":
+    gan = variant.endswith("_gan")
+    assert (model.penalty == "gan") == gan and model.critic_log_prior == gan
+    assert c.penalty_weight == (1.0 if gan else 100.0)

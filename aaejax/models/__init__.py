@@ -63,7 +63,7 @@ def check_labels_available(model: Model, config: Mapping) -> None:
   >>> check_labels_available(SupervisedPriorAAE(image_shape=(64, 64, 3), latent_dim=2),
   ...                        {"model": "aae_supervised_prior", "dataset": "celeb_a"})
   Traceback (most recent call last):
-  aaejax.config_checks.ConfigError: config.model='aae_supervised_prior' reads labels (batch['label']) but config.dataset='celeb_a' has none; use a model that reads no labels (e.g. aae, wae, vae, gan).
+  aaejax.config_checks.ConfigError: config.model='aae_supervised_prior' reads labels (batch['label'], batch['labeled_label']) but config.dataset='celeb_a' has none; use a model that reads no labels (e.g. aae, wae, vae, gan).
   """
   dataset = config.get("dataset") if hasattr(config, "get") else None
   fields = model.label_fields()
