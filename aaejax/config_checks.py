@@ -88,6 +88,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "num_devices": _int(0), "num_labeled": _int(0), "labeled_batch_size": _int(0),
     "num_clusters": _int(2), "num_classes": _int(2),
     "plots": _BOOL, "disable_progress": _BOOL, "batch_norm": _BOOL, "download": _BOOL,
+    "critic_log_prior": _BOOL,
     "data_dir": _STR, "cache_dir": _STR, "effnet_weights": _STR, "inception_weights": _STR,
     "prior_options": _DICT, "classifier_options": _DICT,
     "adam_b1": _number(0, 1, hi_open=True), "adam_b2": _number(0, 1, hi_open=True),
@@ -125,6 +126,7 @@ def _choices() -> dict[str, tuple[str, tuple[str, ...]]]:
           "network": ("network", NETWORKS),
           "recon_loss": ("reconstruction loss", tuple(networks.RECON_LOSSES)),
           "penalty": ("WAE penalty", tuple(models.WAE_PENALTIES)),
+          "compute_dtype": ("compute dtype", tuple(networks.COMPUTE_DTYPES)),
           "skip_evaluators": ("evaluator", tuple(sorted(evaluation.REGISTRY)))}
 
 
@@ -138,7 +140,8 @@ def validate(config) -> None:
   """Checks every known field of ``config``; raises :class:`ConfigError` for the first bad one.
 
   Checked: ``model`` is present and registered; ``dataset``, ``prior``, ``posterior``,
-  ``network``, ``recon_loss``, ``penalty`` and ``skip_evaluators`` name known things; counts
+  ``network``, ``recon_loss``, ``penalty``, ``compute_dtype`` and ``skip_evaluators`` name
+  known things; counts
   (``batch_size``, ``num_steps``, ``latent_dim``, …) are ints >= 1 (``num_devices``,
   ``num_labeled`` >= 0); every ``*learning_rate`` is a positive number, every ``*_weight``
   >= 0; ``adam_b1``, ``adam_b2`` and ``critic_dropout`` are in [0, 1); layer widths

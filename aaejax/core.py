@@ -135,9 +135,11 @@ def lr_schedule(config):
 
 
 def optimizer_fields(config) -> dict[str, Any]:
-  """The :class:`Model` fields a config sets for every model: Adam's betas, the schedule."""
+  """The :class:`Model` fields a config sets for every model: Adam's betas, the schedule,
+  the compute dtype."""
   return dict(adam_b1=config.get("adam_b1", 0.9), adam_b2=config.get("adam_b2", 0.999),
-              lr_schedule=lr_schedule(config))
+              lr_schedule=lr_schedule(config),
+              compute_dtype=config.get("compute_dtype", "float32"))
 
 
 # ---- parameter paths -------------------------------------------------------------------
@@ -201,11 +203,21 @@ class Model:
   Attributes:
     adam_b1, adam_b2: Adam's betas, shared by every phase.
     lr_schedule: ``step -> multiplier`` of every phase's learning rate.
+    compute_dtype: ``"float32"`` or ``"bfloat16"``: the dtype of the networks' activations,
+      matmuls and convolutions (:mod:`aaejax.networks`; from_config builds them so).
+      Parameters, optimizer states, batch-norm statistics and losses stay float32.
   """
 
   adam_b1: float = 0.9
   adam_b2: float = 0.999
   lr_schedule: Callable[[jax.Array], Any] = constant_schedule
+  compute_dtype: str = "float32"
+
+  @property
+  def dtype(self):
+    """The jnp dtype of :attr:`compute_dtype` (a clear error for an unknown name)."""
+    from aaejax import networks
+    return networks.compute_dtype(self.compute_dtype)
 
   # ---- what a model declares -------------------------------------------------------------
 

@@ -26,11 +26,14 @@ import numpy as np
 from aaejax import downloads
 
 DATA_DIR_ENV = "AAEJAX_DATA_DIR"
-SUPPORTED_DATASETS = ("mnist", "fashion_mnist")
+SUPPORTED_DATASETS = ("mnist", "fashion_mnist", "celeb_a")
 SPLITS = ("train", "test")
-# Image shape (H, W, C) and number of classes of each supported dataset.
-IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1)}
-NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10}
+# Image shape (H, W, C) and number of classes of each supported dataset (0: no labels; its
+# arrays have no "label").
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "celeb_a": (64, 64, 3)}
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "celeb_a": 0}
+# Datasets with a loader module of their own (JPEGs, not IDX files): name -> aaejax module.
+OWN_LOADERS = {"celeb_a": "celeba"}
 
 # Canonical IDX file names (without the optional ``.gz`` suffix) per split.
 IDX_FILES = {
@@ -58,6 +61,16 @@ class DatasetNotFoundError(FileNotFoundError):
 
 class DataFileError(ValueError):
   """A data file is missing, unreadable, corrupt or inconsistent; the message names the file."""
+
+
+def has_labels(name: str) -> bool:
+  """Whether dataset ``name``'s arrays hold a ``"label"`` (CelebA's do not)."""
+  return NUM_CLASSES.get(name, 0) > 0
+
+
+def _own_loader(name: str):
+  import importlib
+  return importlib.import_module(f"aaejax.{OWN_LOADERS[name]}")
 
 
 def resolve_data_dir(data_dir: str | None = None) -> str | None:
@@ -262,7 +275,9 @@ def _downloaded_files(name: str, split: str, cache_dir: str | None, download: bo
 def source(name: str, split: str = "train", data_dir: str | None = None,
            cache_dir: str | None = None) -> str:
   """Where :func:`load_numpy` reads ``name``'s ``split``: a directory (a data directory or the
-  download cache), or ``"tensorflow_datasets"``. Never downloads."""
+  download cache), a file, or ``"tensorflow_datasets"``. Never downloads."""
+  if name in OWN_LOADERS:
+    return _own_loader(name).source(split, data_dir)
   found = (_local_files(name, split, resolve_data_dir(data_dir))
            or _downloaded_files(name, split, cache_dir, download=False)[0])
   return os.path.abspath(found[0]) if found else "tensorflow_datasets"
@@ -283,12 +298,15 @@ def load_numpy(name: str, split: str, data_dir: str | None = None, *,
     name: Dataset name, one of ``SUPPORTED_DATASETS`` (tfds naming).
     split: ``"train"`` or ``"test"``.
     data_dir: Data directory; defaults to ``$AAEJAX_DATA_DIR``.
-    cache_dir: Cache root of the downloads; defaults to ``$AAEJAX_CACHE_DIR``, else
-      ``~/.cache/aaejax``.
+    cache_dir: Cache root of the downloads and of decoded images (``celeb_a``); defaults to
+      ``$AAEJAX_CACHE_DIR``, else ``~/.cache/aaejax``.
     download: ``False`` (or ``$AAEJAX_NO_DOWNLOAD=1``) forbids the network.
+      Datasets of ``OWN_LOADERS`` (``celeb_a``: :func:`aaejax.celeba.load_numpy`, which reads
+      ``<data_dir>/celeba/``) are never downloaded.
 
   Returns:
-    ``{"image": uint8 (N, 28, 28, 1), "label": int32 (N,)}``.
+    ``{"image": uint8 (N, 28, 28, 1), "label": int32 (N,)}``; for ``celeb_a``
+    ``{"image": uint8 (N, 64, 64, 3)}`` (no labels).
 
   Raises:
     ValueError: For an unknown dataset or split.
@@ -300,6 +318,8 @@ def load_numpy(name: str, split: str, data_dir: str | None = None, *,
     raise ValueError(f"Unknown dataset {name!r}; supported: {SUPPORTED_DATASETS}")
   if split not in SPLITS:
     raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}")
+  if name in OWN_LOADERS:
+    return _own_loader(name).load_numpy(split, data_dir, cache_dir)
   root = resolve_data_dir(data_dir)
   searched = _searched(name, root)
   image_stem, label_stem = IDX_FILES[split]

@@ -11,11 +11,11 @@ evaluator                 needs              metrics
 ========================  =================  ===========================================
 recon_loss                reconstruct        ``eval/recon_loss`` (nats per image, Bernoulli)
 mmd_to_prior              encode, prior      ``eval/mmd_to_prior`` (IMQ, test codes vs p(z))
-knn_accuracy              encode             ``eval/knn_accuracy`` (5-NN on training codes)
+knn_accuracy              encode (labels)    ``eval/knn_accuracy`` (5-NN on training codes)
 label_component           label_prior        ``eval/label_component_accuracy``
 classification            classify           ``eval/error_rate``, ``eval/y_confidence``
-clustering                cluster            ``eval/cluster_error``, ``eval/categories_used``,
-                                             ``eval/y_confidence``
+clustering                cluster            ``eval/categories_used``, ``eval/y_confidence``,
+                                             ``eval/cluster_error`` (with labels)
 likelihood                likelihood         ``eval/nll_elbo``, ``eval/nll_iw``
 mode_coverage             generate           ``eval/classes_covered``,
                           (10-class 28×28)   ``eval/rarest_class_share``, ``eval/confident_share``
@@ -308,7 +308,14 @@ def _mmd_to_prior(ctx):
   return {"eval/mmd_to_prior": metrics.mmd_imq_blockwise(z, pz)}
 
 
-@register("knn_accuracy", {core.ENCODE})
+def _labelled(model, config) -> bool:
+  """Whether the run's data set has labels (CelebA has none)."""
+  del model
+  from aaejax import data
+  return data.has_labels(config.get("dataset", "mnist"))
+
+
+@register("knn_accuracy", {core.ENCODE}, applies=_labelled)
 def _knn_accuracy(ctx):
   # Training examples whose label is hidden (label < 0) do not vote.
   labelled = np.asarray(ctx.train["label"]) >= 0
@@ -345,15 +352,18 @@ def _classification(ctx):
 
 @register("clustering", {core.CLUSTER})
 def _clustering(ctx):
-  """Each category is labelled by the majority label of its training members."""
+  """Each category is labelled by the majority label of its training members (data sets
+  without labels: the categories used and the confidence only)."""
   logits = np.asarray(ctx.test_outputs["y_logits"])
   test_y = np.argmax(logits, axis=-1)
-  train_y = np.argmax(np.asarray(ctx.train_outputs["y_logits"]), axis=-1)
   k = logits.shape[-1]
   used = np.bincount(test_y, minlength=k) >= 0.005 * len(test_y)
-  return {"eval/cluster_error": metrics.cluster_error(train_y, ctx.train["label"], test_y,
-                                                      ctx.test["label"], k),
-          "eval/categories_used": int(used.sum()), "eval/y_confidence": _y_confidence(logits)}
+  out = {"eval/categories_used": int(used.sum()), "eval/y_confidence": _y_confidence(logits)}
+  if "label" in ctx.test and "label" in ctx.train:
+    train_y = np.argmax(np.asarray(ctx.train_outputs["y_logits"]), axis=-1)
+    out["eval/cluster_error"] = metrics.cluster_error(train_y, ctx.train["label"], test_y,
+                                                      ctx.test["label"], k)
+  return out
 
 
 @functools.partial(jax.jit, static_argnums=(0, 3, 4))

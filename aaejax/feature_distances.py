@@ -32,7 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-CACHE_DIR_ENV = "AAEJAX_CACHE_DIR"
+from aaejax import downloads
+
+CACHE_DIR_ENV = downloads.CACHE_DIR_ENV
 
 _MEMORY: dict[str, dict[str, np.ndarray]] = {}
 
@@ -176,9 +178,8 @@ def kernel_distance(f_real, f_fake, subsets: int = 100, subset_size: int = 1000,
 
 def cache_dir(config_dir: str | None = None) -> str:
   """The cache directory: ``config_dir`` if set, else ``$AAEJAX_CACHE_DIR``, else
-  ``~/.cache/aaejax`` (as :mod:`aaejax.digits` resolves it)."""
-  root = config_dir or os.environ.get(CACHE_DIR_ENV) or os.path.join("~", ".cache", "aaejax")
-  return os.path.abspath(os.path.expanduser(root))
+  ``~/.cache/aaejax`` (:func:`aaejax.downloads.resolve_cache_dir`)."""
+  return downloads.resolve_cache_dir(config_dir)
 
 
 def cache_path(key: Mapping[str, Any], directory: str | None = None) -> str:

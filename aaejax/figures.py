@@ -75,7 +75,10 @@ class Canvas:
     return self.test["image"][:NUM_EXAMPLES]
 
   @functools.cached_property
-  def labels(self) -> np.ndarray:
+  def labels(self) -> np.ndarray | None:
+    """The test labels of :attr:`images`; None for a data set without labels (CelebA)."""
+    if "label" not in self.test:
+      return None
     return np.asarray(self.test["label"][:NUM_EXAMPLES])
 
   @functools.cached_property
@@ -146,7 +149,8 @@ def _manifold(c):
 @register("reconstructions", {core.RECONSTRUCT})
 def _reconstructions(c):
   originals = np.asarray(data.to_float(c.images[:50]))
-  recons = c.decode(c.model.decoder_input(c.heads, jnp.asarray(c.labels))[:50])
+  labels = None if c.labels is None else jnp.asarray(c.labels)
+  recons = c.decode(c.model.decoder_input(c.heads, labels)[:50])
   pairs = np.stack([originals, recons], 1).reshape(-1, *originals.shape[1:])
   return [plots.image_grid(c.path("reconstructions.png"), pairs, 10,
                            title="test images (odd columns) and reconstructions (even)")]

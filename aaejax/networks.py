@@ -11,12 +11,18 @@ generators are these decoders (noise in, image logits out); its critics
 Sizes follow the papers: the AAE paper's MNIST MLPs have two hidden layers of
 1000 ReLU units (:data:`AAE_HIDDEN`); the WAE paper's conv nets use 4×4 kernels
 and 128→1024 channels on 28×28 MNIST, 5×5 kernels on 64×64 CelebA.
+
+Mixed precision: every module takes ``dtype``, the dtype of its activations and of its
+matmuls and convolutions (float32 by default, or bfloat16: :func:`compute_dtype` maps a
+config's ``compute_dtype`` name to it). Parameters and batch-norm statistics stay float32
+(flax's ``param_dtype``; batch norm reduces in float32), and every module returns float32
+outputs, so that losses are computed in float32 whatever ``dtype`` is.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
@@ -25,6 +31,23 @@ import jax.numpy as jnp
 AAE_HIDDEN = (1000, 1000)
 WAE_CHANNELS = (128, 256, 512, 1024)
 RECON_LOSSES = ("bernoulli", "gaussian")
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+  """The jnp dtype of compute dtype ``name`` ("float32" or "bfloat16"), else a clear error.
+
+  >>> compute_dtype("bfloat16")
+  <class 'jax.numpy.bfloat16'>
+  """
+  if name not in COMPUTE_DTYPES:
+    raise ValueError(f"unknown compute_dtype {name!r}; expected one of {tuple(COMPUTE_DTYPES)}.")
+  return COMPUTE_DTYPES[name]
+
+
+def _f32(tree):
+  """Network outputs as float32 (losses are computed in float32)."""
+  return jax.tree.map(lambda x: x.astype(jnp.float32), tree)
 
 
 class MLP(nn.Module):
@@ -40,18 +63,19 @@ class MLP(nn.Module):
   negative_slope: float = 0.0
   dropout: float = 0.0
   batch_norm: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     act = nn.relu if not self.negative_slope else lambda h: nn.leaky_relu(h, self.negative_slope)
     for i, h in enumerate(self.hidden):
-      x = nn.Dense(h, name=f"hidden_{i}")(x)
+      x = nn.Dense(h, dtype=self.dtype, name=f"hidden_{i}")(x)
       if self.batch_norm and i:
-        x = _norm(True, train, f"bn_{i}")(x)
+        x = _norm(True, train, f"bn_{i}", self.dtype)(x)
       x = act(x)
       if self.dropout:
         x = nn.Dropout(self.dropout, deterministic=not train)(x)
-    return nn.Dense(self.out, name="out")(x)
+    return _f32(nn.Dense(self.out, dtype=self.dtype, name="out")(x))
 
 
 class _Heads(nn.Module):
@@ -60,15 +84,17 @@ class _Heads(nn.Module):
   latent_dim: int
   gaussian: bool = False
   num_categories: int = 0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, h):
-    out = {"z": nn.Dense(self.latent_dim, name="z")(h)}
+    dense = lambda n, name: nn.Dense(n, dtype=self.dtype, name=name)(h)
+    out = {"z": dense(self.latent_dim, "z")}
     if self.gaussian:
-      out["z_logvar"] = nn.Dense(self.latent_dim, name="z_logvar")(h)
+      out["z_logvar"] = dense(self.latent_dim, "z_logvar")
     if self.num_categories:
-      out["y_logits"] = nn.Dense(self.num_categories, name="y_logits")(h)
-    return out
+      out["y_logits"] = dense(self.num_categories, "y_logits")
+    return _f32(out)
 
 
 class MLPEncoder(nn.Module):
@@ -78,14 +104,16 @@ class MLPEncoder(nn.Module):
   hidden: Sequence[int] = AAE_HIDDEN
   gaussian: bool = False
   num_categories: int = 0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     del train
     h = x.reshape(x.shape[0], -1)
     for i, w in enumerate(self.hidden):
-      h = nn.relu(nn.Dense(w, name=f"hidden_{i}")(h))
-    return _Heads(self.latent_dim, self.gaussian, self.num_categories, name="heads")(h)
+      h = nn.relu(nn.Dense(w, dtype=self.dtype, name=f"hidden_{i}")(h))
+    return _Heads(self.latent_dim, self.gaussian, self.num_categories, self.dtype,
+                  name="heads")(h)
 
 
 class MLPDecoder(nn.Module):
@@ -99,11 +127,12 @@ class MLPDecoder(nn.Module):
   hidden: Sequence[int] = AAE_HIDDEN
   negative_slope: float = 0.0
   batch_norm: bool = False
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z, train: bool = True):
     out = MLP(self.hidden, math.prod(self.image_shape), self.negative_slope,
-              batch_norm=self.batch_norm, name="mlp")(z, train)
+              batch_norm=self.batch_norm, dtype=self.dtype, name="mlp")(z, train)
     return out.reshape(z.shape[0], *self.image_shape)
 
 
@@ -111,13 +140,14 @@ class Critic(nn.Module):
   """Latent critic: an MLP logit of a code, optionally with a one-hot condition."""
 
   hidden: Sequence[int] = AAE_HIDDEN
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z, cond=None, train: bool = True):
     del train
     if cond is not None:
       z = jnp.concatenate([z, cond.astype(z.dtype)], axis=-1)
-    return MLP(self.hidden, 1, name="mlp")(z)[:, 0]
+    return MLP(self.hidden, 1, dtype=self.dtype, name="mlp")(z)[:, 0]
 
 
 class ImageCritic(nn.Module):
@@ -130,11 +160,13 @@ class ImageCritic(nn.Module):
   hidden: Sequence[int] = AAE_HIDDEN
   negative_slope: float = 0.2
   dropout: float = 0.0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     h = x.reshape(x.shape[0], -1)
-    return MLP(self.hidden, 1, self.negative_slope, self.dropout, name="mlp")(h, train)[:, 0]
+    return MLP(self.hidden, 1, self.negative_slope, self.dropout, dtype=self.dtype,
+               name="mlp")(h, train)[:, 0]
 
 
 class ConvCritic(nn.Module):
@@ -148,29 +180,32 @@ class ConvCritic(nn.Module):
   channels: Sequence[int] = (64, 128, 256, 512)
   kernel_size: int = 4
   batch_norm: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     h = _conv_stack(x, self.channels, self.kernel_size, self.batch_norm, train,
-                    lambda h: nn.leaky_relu(h, 0.2), norm_first=False)
-    return nn.Dense(1, name="out")(h)[:, 0]
+                    lambda h: nn.leaky_relu(h, 0.2), norm_first=False, dtype=self.dtype)
+    return _f32(nn.Dense(1, dtype=self.dtype, name="out")(h)[:, 0])
 
 
-def _norm(use_bn: bool, train: bool, name: str):
+def _norm(use_bn: bool, train: bool, name: str, dtype: Any = jnp.float32):
+  """Batch norm in ``dtype`` (statistics and parameters float32), or the identity."""
   if not use_bn:
     return lambda x: x
-  return nn.BatchNorm(use_running_average=not train, momentum=0.9, name=name)
+  return nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=dtype, name=name)
 
 
-def _conv_stack(h, channels, kernel_size, batch_norm, train, activation, norm_first=True):
+def _conv_stack(h, channels, kernel_size, batch_norm, train, activation, norm_first=True,
+                dtype: Any = jnp.float32):
   """Stride-2 convs ``conv_i``, each with batch norm ``bn_i`` (not the first unless
-  ``norm_first``) and ``activation``; returns the flattened features. Call inside a
-  ``nn.compact`` method (the layers belong to that module)."""
+  ``norm_first``) and ``activation``, computed in ``dtype``; returns the flattened features.
+  Call inside a ``nn.compact`` method (the layers belong to that module)."""
   k = (kernel_size, kernel_size)
   for i, c in enumerate(channels):
-    h = nn.Conv(c, k, strides=(2, 2), padding="SAME", name=f"conv_{i}")(h)
+    h = nn.Conv(c, k, strides=(2, 2), padding="SAME", dtype=dtype, name=f"conv_{i}")(h)
     if i or norm_first:
-      h = _norm(batch_norm, train, f"bn_{i}")(h)
+      h = _norm(batch_norm, train, f"bn_{i}", dtype)(h)
     h = activation(h)
   return h.reshape(h.shape[0], -1)
 
@@ -187,11 +222,14 @@ class ConvEncoder(nn.Module):
   batch_norm: bool = True
   gaussian: bool = False
   num_categories: int = 0
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    h = _conv_stack(x, self.channels, self.kernel_size, self.batch_norm, train, nn.relu)
-    return _Heads(self.latent_dim, self.gaussian, self.num_categories, name="heads")(h)
+    h = _conv_stack(x, self.channels, self.kernel_size, self.batch_norm, train, nn.relu,
+                    dtype=self.dtype)
+    return _Heads(self.latent_dim, self.gaussian, self.num_categories, self.dtype,
+                  name="heads")(h)
 
 
 class ConvDecoder(nn.Module):
@@ -208,6 +246,7 @@ class ConvDecoder(nn.Module):
   channels: Sequence[int] = (1024, 512, 256)
   kernel_size: int = 4
   batch_norm: bool = True
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z, train: bool = True):
@@ -216,13 +255,15 @@ class ConvDecoder(nn.Module):
     if h_side % div or w_side % div:
       raise ValueError(f"image side {h_side}x{w_side} is not divisible by {div}.")
     k = (self.kernel_size, self.kernel_size)
-    h = nn.Dense(h_side // div * w_side // div * self.channels[0], name="fc")(z)
+    dt = self.dtype
+    h = nn.Dense(h_side // div * w_side // div * self.channels[0], dtype=dt, name="fc")(z)
     h = h.reshape(z.shape[0], h_side // div, w_side // div, self.channels[0])
-    h = nn.relu(_norm(self.batch_norm, train, "bn_fc")(h))
+    h = nn.relu(_norm(self.batch_norm, train, "bn_fc", dt)(h))
     for i, c in enumerate(self.channels[1:]):
-      h = nn.ConvTranspose(c, k, strides=(2, 2), padding="SAME", name=f"deconv_{i}")(h)
-      h = nn.relu(_norm(self.batch_norm, train, f"bn_{i}")(h))
-    return nn.ConvTranspose(out_c, k, strides=(1, 1), padding="SAME", name="out")(h)
+      h = nn.ConvTranspose(c, k, strides=(2, 2), padding="SAME", dtype=dt, name=f"deconv_{i}")(h)
+      h = nn.relu(_norm(self.batch_norm, train, f"bn_{i}", dt)(h))
+    return _f32(nn.ConvTranspose(out_c, k, strides=(1, 1), padding="SAME", dtype=dt,
+                                 name="out")(h))
 
 
 def reconstruction_loss(logits: jax.Array, x: jax.Array, kind: str = "bernoulli") -> jax.Array:

@@ -4,6 +4,7 @@
   python experiments/benchmark.py --model=aae,wae_mmd_rbf,wae_mmd_imq,wae_gan --steps=50 \
       --json=bench.json
   python experiments/benchmark.py --model=aae --hidden=128 --critic_hidden=128 --sweep=1,16
+  python experiments/benchmark.py --model=wae:celeba_cpu,vae:celeba_cpu --compute_dtype=bfloat16
 
 Prints one table, a row per (model, K):
 
@@ -40,10 +41,12 @@ of the square-matmul peak (median over ``--repeats`` interleaved pairs).
 ``--model`` takes the aliases above (the anchor MLPs: 784-1000-1000-8, critic
 8-1000-1000-1 for ``aae``; WAE-GAN keeps its config's critic; ``vae`` the same
 784-1000-1000-8 MLPs; ``gan`` generator 100-1000-1000-784 and critic
-784-1000-1000-1) or any config file's name (label-aware AAEs get their streams
-as in training).
-Data: real MNIST from ``$AAEJAX_DATA_DIR`` when present, else random bytes of
-the same shape (the speed is the same). Rows are timed interleaved (window 1 of
+784-1000-1000-1) or any config file's name, optionally with its variant
+(``wae:celeba_cpu``; label-aware AAEs get their streams as in training).
+``--compute_dtype=float32,bfloat16`` gives each model a row per compute dtype
+(``config.compute_dtype``), named ``model/dtype``, timed interleaved.
+Data: the config's dataset (MNIST for the aliases) from ``$AAEJAX_DATA_DIR`` when
+present, else random bytes of the same shape (the speed is the same). Rows are timed interleaved (window 1 of
 every row, then window 2, ...), so that they share the background load.
 
 ``--steps_per_call=S`` runs S steps per dispatch (a ``lax.scan``, to measure
@@ -63,7 +66,6 @@ import json
 import os
 import platform
 import statistics
-import sys
 import time
 from typing import Any, Callable
 
@@ -101,6 +103,9 @@ flags.DEFINE_integer("steps_per_call", 1, "Train steps per dispatch (a lax.scan 
                      "the training loop dispatches one step per call).")
 flags.DEFINE_string("profile_dir", None, "Write a jax.profiler trace of one window here.")
 flags.DEFINE_string("dump_hlo", None, "Write each step's optimised HLO into this directory.")
+flags.DEFINE_list("compute_dtype", None, "config.compute_dtype of the rows, comma-separated "
+                  "(float32, bfloat16; each model gets a row per dtype, named model/dtype); "
+                  "default: the config's.")
 
 # Benchmark name -> (config file, overrides).
 ALIASES = {
@@ -117,10 +122,12 @@ PENALTY_REPS = 20  # MMD evaluations per dispatch when timing the penalty alone
 
 
 def make_config(name: str, latent_dim: int | None, hidden, critic_hidden=None, sets=()):
-  """The benchmark's config for model ``name`` (an alias or a config file's name)."""
+  """The benchmark's config for model ``name`` (an alias, or a config file's name with an
+  optional ``:variant``)."""
   file, overrides = ALIASES.get(name, (name, {}))
+  file, _, variant = file.partition(":")
   try:
-    config = importlib.import_module(f"configs.{file}").get_config()
+    config = importlib.import_module(f"configs.{file}").get_config(*([variant] if variant else []))
   except ModuleNotFoundError:
     config = importlib.import_module("configs.default").get_config()
     config.model = name
@@ -192,21 +199,22 @@ def layer_matmul_rate(batch: int, width: int, seconds: float = 0.15) -> float:
   return 3 * 2 * batch * width * width * reps / (time.perf_counter() - t) / 1e9
 
 
-def load_data(source="auto"):
-  """MNIST's training split on the host (or random bytes of its shape), and its source."""
+def load_data(source="auto", dataset="mnist"):
+  """``dataset``'s training split on the host (or random bytes of its shape), and its source."""
   arrays = None
   if source != "random":
     try:
-      arrays = data.load_numpy("mnist", "train")
-      source = "mnist"
+      arrays = data.load_numpy(dataset, "train")
+      source = dataset
     except Exception:  # noqa: BLE001 — no data here: the speed does not depend on it
       if source == "mnist":
         raise
   if arrays is None:
     rng = np.random.default_rng(0)
-    n = 10_000
-    arrays = {"image": rng.integers(0, 256, (n, *IMAGE_SHAPE), dtype=np.uint8),
-              "label": rng.integers(0, 10, n).astype(np.int32)}
+    n = 10_000 if dataset != "celeb_a" else 2_000
+    arrays = {"image": rng.integers(0, 256, (n, *data.IMAGE_SHAPES[dataset]), dtype=np.uint8)}
+    if data.has_labels(dataset):
+      arrays["label"] = rng.integers(0, data.NUM_CLASSES[dataset], n).astype(np.int32)
     source = "random"
   return arrays, source
 
@@ -313,7 +321,8 @@ class Case:
 def prepare(name, config, batch_size, k, mesh, host, warmup, dump_hlo=None,
             steps_per_call=1) -> Case:
   """Builds, counts, compiles and warms up the step of one row."""
-  model = models.create(config, IMAGE_SHAPE)
+  model = models.create(config, data.IMAGE_SHAPES.get(config.get("dataset", "mnist"),
+                                                     IMAGE_SHAPE))
   parallel.check_batch_size(batch_size, mesh)
   arrays, perm, dataset = device_data(model, config, host, mesh)
   spe = dataset.steps_per_epoch(batch_size)
@@ -444,10 +453,22 @@ def main(argv):
   del argv
   mesh = parallel.make_mesh(FLAGS.num_devices or None)
   peak_sizes = [int(x) for x in FLAGS.peak_sizes]
-  host, source = load_data(FLAGS.data)
+  hosts = {}
   cases, checks = [], []
-  for name in FLAGS.model:
+  dtypes = FLAGS.compute_dtype or [None]
+  bad = sorted(set(dtypes) - {None, "float32", "bfloat16"})
+  if bad:
+    raise app.UsageError(f"--compute_dtype: unknown {bad}; expected float32 and/or bfloat16.")
+  for name, dtype in ((n, d) for n in FLAGS.model for d in dtypes):
     config = make_config(name, FLAGS.latent_dim, FLAGS.hidden, FLAGS.critic_hidden, FLAGS.set)
+    if dtype:
+      config.compute_dtype = dtype
+      name = f"{name}/{dtype}"
+    dataset = config.get("dataset", "mnist")
+    if dataset not in hosts:
+      hosts[dataset] = load_data(FLAGS.data if dataset == "mnist" else
+                                 ("random" if FLAGS.data == "random" else "auto"), dataset)
+    host, source = hosts[dataset]
     for k in (int(x) for x in FLAGS.sweep):
       cases.append(prepare(name, config, FLAGS.batch_size, k, mesh, host, FLAGS.warmup,
                            FLAGS.dump_hlo, FLAGS.steps_per_call))
@@ -455,6 +476,7 @@ def main(argv):
         and FLAGS.penalty_batch != FLAGS.batch_size):
       checks.append(prepare(name, config, FLAGS.penalty_batch, 1, mesh, host, FLAGS.warmup,
                             FLAGS.dump_hlo))
+  source = ", ".join(sorted({s for _, s in hosts.values()}))
   measure(cases + checks, FLAGS.steps, FLAGS.repeats, peak_sizes, FLAGS.profile_dir,
           FLAGS.peak_seconds)
   rows = [summarize(c) for c in cases]
@@ -502,7 +524,7 @@ def main(argv):
                                                     "repeats", "warmup", "num_devices",
                                                     "latent_dim", "hidden", "critic_hidden",
                                                     "set", "penalty_batch", "steps_per_call",
-                                                    "data")},
+                                                    "data", "compute_dtype")},
                  "xla_flags": os.environ.get("XLA_FLAGS", ""),
                  "layer_matmul": {"batch": FLAGS.batch_size, "width": width,
                                   "gflop_per_s": layer_rate, "fraction_of_peak": layer_fraction},

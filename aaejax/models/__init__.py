@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from aaejax import config_checks
+from aaejax import config_checks, data
 from aaejax.config_checks import ConfigError
 from aaejax.core import Model, TrainState, lr_schedule
 from aaejax.models.aae import AAE
@@ -48,11 +48,30 @@ def create(config, image_shape) -> Model:
   if name not in MODELS:
     raise ConfigError(f"unknown model {name!r}; known models: {sorted(MODELS)}.")
   try:
-    return MODELS[name].from_config(config, tuple(image_shape))
+    model = MODELS[name].from_config(config, tuple(image_shape))
   except ConfigError:
     raise
   except (ValueError, TypeError) as e:
     raise ConfigError(f"config (model {name!r}): {e}") from e
+  check_labels_available(model, config)
+  return model
+
+
+def check_labels_available(model: Model, config: Mapping) -> None:
+  """A :class:`ConfigError` if ``model`` reads labels and ``config.dataset`` has none (CelebA).
+
+  >>> check_labels_available(SupervisedPriorAAE(image_shape=(64, 64, 3), latent_dim=2),
+  ...                        {"model": "aae_supervised_prior", "dataset": "celeb_a"})
+  Traceback (most recent call last):
+  aaejax.config_checks.ConfigError: config.model='aae_supervised_prior' reads labels (batch['label'], batch['labeled_label']) but config.dataset='celeb_a' has none; use a model that reads no labels (e.g. aae, wae, vae, gan).
+  """
+  dataset = config.get("dataset") if hasattr(config, "get") else None
+  fields = model.label_fields()
+  if dataset in data.SUPPORTED_DATASETS and not data.has_labels(dataset) and fields:
+    raise ConfigError(
+        f"config.model={config.get('model')!r} reads labels "
+        f"({', '.join(f'batch[{k!r}]' for k in sorted(fields))}) but config.dataset="
+        f"{dataset!r} has none; use a model that reads no labels (e.g. aae, wae, vae, gan).")
 
 
 def hparams_from_config(model: Model, config: Mapping) -> dict[str, float]:

@@ -119,7 +119,7 @@ class AAE(Autoencoder):
 
   def networks(self):
     return {**super().networks(), **critic_networks(self.critic_sizes(), self.critic_hidden,
-                                                    self.critic_condition_size())}
+                                                    self.critic_condition_size(), self.dtype)}
 
   def encode_heads(self, params, model_state, x, rng, train=True):
     heads, model_state = super().encode_heads(params, model_state, x, rng, train)

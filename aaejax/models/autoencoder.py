@@ -24,10 +24,11 @@ POSTERIORS = ("deterministic", "gaussian")
 def build_networks(config, image_shape, gaussian: bool, num_categories: int = 0):
   """(encoder, decoder) of ``config.network`` ("mlp" or "conv") for ``image_shape``."""
   latent = config.latent_dim
+  dtype = networks.compute_dtype(config.get("compute_dtype", "float32"))
   if config.get("network", "mlp") == "mlp":
     hidden = tuple(config.get("hidden", networks.AAE_HIDDEN))
-    return (networks.MLPEncoder(latent, hidden, gaussian, num_categories),
-            networks.MLPDecoder(image_shape, hidden))
+    return (networks.MLPEncoder(latent, hidden, gaussian, num_categories, dtype=dtype),
+            networks.MLPDecoder(image_shape, hidden, dtype=dtype))
   if config.network != "conv":
     raise ValueError(f"unknown network {config.network!r}; expected 'mlp' or 'conv'.")
   channels = tuple(config.get("conv_channels", networks.WAE_CHANNELS))
@@ -37,8 +38,9 @@ def build_networks(config, image_shape, gaussian: bool, num_categories: int = 0)
   # 8x8 -> 64x64 on CelebA (4 widths).
   default_dec = tuple(reversed(channels))[:len(channels) - (image_shape[0] == 28)]
   dec_channels = tuple(config.get("decoder_channels", default_dec))
-  return (networks.ConvEncoder(latent, channels, kernel, bn, gaussian, num_categories),
-          networks.ConvDecoder(image_shape, dec_channels, kernel, bn))
+  return (networks.ConvEncoder(latent, channels, kernel, bn, gaussian, num_categories,
+                               dtype=dtype),
+          networks.ConvDecoder(image_shape, dec_channels, kernel, bn, dtype=dtype))
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
@@ -81,9 +83,10 @@ class Autoencoder(core.Model):
     set_("image_shape", tuple(self.image_shape))
     if self.encoder is None:
       set_("encoder", networks.MLPEncoder(self.latent_dim, gaussian=self.posterior == "gaussian",
-                                          num_categories=self.encoder_categories()))
+                                          num_categories=self.encoder_categories(),
+                                          dtype=self.dtype))
     if self.decoder is None:
-      set_("decoder", networks.MLPDecoder(self.image_shape))
+      set_("decoder", networks.MLPDecoder(self.image_shape, dtype=self.dtype))
 
   @classmethod
   def from_config(cls, config, image_shape, **fields):
@@ -142,9 +145,17 @@ class Autoencoder(core.Model):
     return state.hparams["prior_scale"] * self.prior.sample(rng, core.check_count(n), labels)
 
   def latent_critic_logits(self, state, params, z, rng, cond=None, name="critic"):
-    """Logits of latent critic ``name`` on ``z`` plus ``critic_noise`` gaussian noise."""
+    """Logits of latent critic ``name`` on ``z`` plus ``critic_noise`` gaussian noise
+    (plus :meth:`critic_logit_offset` of the noisy codes, if any)."""
     z = z + state.hparams["critic_noise"] * jax.random.normal(rng, z.shape, z.dtype)
-    return self.apply(name, params, {}, z, cond, train=True)[0]
+    logits = self.apply(name, params, {}, z, cond, train=True)[0]
+    offset = self.critic_logit_offset(state, z)
+    return logits if offset is None else logits + offset
+
+  def critic_logit_offset(self, state, z) -> jax.Array | None:
+    """A known term added to the latent critics' logits of codes ``z`` (none by default)."""
+    del state, z
+    return None
 
   # ---- inference ---------------------------------------------------------------------------
 
@@ -191,10 +202,11 @@ class Autoencoder(core.Model):
     return self.decode(state, self.sample_prior(state, rng, core.check_count(n)))
 
 
-def critic_networks(sizes: Mapping[str, int], hidden: Sequence[int], cond: int = 0):
-  """Latent critics: name -> (``networks.Critic(hidden)``, example input shapes)."""
+def critic_networks(sizes: Mapping[str, int], hidden: Sequence[int], cond: int = 0,
+                    dtype: Any = jnp.float32):
+  """Latent critics: name -> (``networks.Critic(hidden, dtype)``, example input shapes)."""
   nets = {}
   for name, size in sizes.items():
     shapes = ((2, size),) + (((2, cond),) if cond else ())
-    nets[name] = (networks.Critic(tuple(hidden)), shapes)
+    nets[name] = (networks.Critic(tuple(hidden), dtype), shapes)
   return nets

@@ -40,12 +40,13 @@ DCGAN_CRITIC_CHANNELS = {28: (64, 128), 64: (64, 128, 256, 512)}
 
 def build_gan_networks(config, image_shape):
   """(generator, critic) of ``config.network`` ("mlp" or "conv") for ``image_shape``."""
+  dtype = networks.compute_dtype(config.get("compute_dtype", "float32"))
   if config.get("network", "mlp") == "mlp":
     hidden = tuple(config.get("hidden", networks.AAE_HIDDEN))
     return (networks.MLPDecoder(image_shape, hidden, negative_slope=0.2,
-                                batch_norm=config.get("batch_norm", True)),
+                                batch_norm=config.get("batch_norm", True), dtype=dtype),
             networks.ImageCritic(tuple(config.get("critic_hidden", networks.AAE_HIDDEN)),
-                                 dropout=config.get("critic_dropout", 0.0)))
+                                 dropout=config.get("critic_dropout", 0.0), dtype=dtype))
   if config.network != "conv":
     raise ValueError(f"unknown network {config.network!r}; expected 'mlp' or 'conv'.")
   side = image_shape[0]
@@ -56,8 +57,8 @@ def build_gan_networks(config, image_shape):
                      "set config.gen_channels and config.critic_channels.")
   kernel = config.get("conv_kernel", 4)
   bn = config.get("batch_norm", True)
-  return (networks.ConvDecoder(image_shape, gen, kernel, bn),
-          networks.ConvCritic(critic, kernel, bn))
+  return (networks.ConvDecoder(image_shape, gen, kernel, bn, dtype=dtype),
+          networks.ConvCritic(critic, kernel, bn, dtype=dtype))
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
@@ -90,9 +91,9 @@ class AdversarialGenerator(core.Model):
     set_("prior", prior)
     if self.generator is None:
       set_("generator", networks.MLPDecoder(self.image_shape, negative_slope=0.2,
-                                            batch_norm=True))
+                                            batch_norm=True, dtype=self.dtype))
     if self.critic is None:
-      set_("critic", networks.ImageCritic())
+      set_("critic", networks.ImageCritic(dtype=self.dtype))
 
   @classmethod
   def from_config(cls, config, image_shape, **fields):

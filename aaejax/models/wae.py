@@ -7,7 +7,10 @@ phase. D_Z is
   (:func:`aaejax.penalties.mmd`), RBF under the median heuristic or the
   multiscale inverse multiquadratic kernel with σ_p = ``kernel_scale``;
 - ``"gan"``: a latent critic's non-saturating loss; each step first updates the
-  critic (prior samples real, codes fake), then the autoencoder.
+  critic (prior samples real, codes fake), then the autoencoder. With
+  ``critic_log_prior`` (the authors' CelebA option, from the AVB paper), the critic's
+  logit is its network's output plus log p(z) of the gaussian prior: the optimal logit
+  is log p(z) − log q(z), so the network only has to learn −log q(z).
 """
 
 from __future__ import annotations
@@ -15,12 +18,27 @@ from __future__ import annotations
 import dataclasses
 from typing import Sequence
 
-import jax
+import math
 
-from aaejax import core, penalties
+import jax
+import jax.numpy as jnp
+
+from aaejax import core, penalties, priors as priors_lib
 from aaejax.models.autoencoder import Autoencoder, critic_networks
 
 WAE_PENALTIES = ("gan", "mmd_rbf", "mmd_imq")
+
+
+def prior_log_density(z: jax.Array, std) -> jax.Array:
+  """(n,) log N(z; 0, std² I) of codes ``z`` (n, d).
+
+  >>> import jax.numpy as jnp
+  >>> round(float(prior_log_density(jnp.zeros((1, 2)), 1.0)[0]), 4)  # −log 2π
+  -1.8379
+  """
+  d = z.shape[-1]
+  return (-0.5 * jnp.sum(jnp.square(z), axis=-1) / jnp.square(std)
+          - 0.5 * d * math.log(2 * math.pi) - d * jnp.log(std))
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
@@ -31,6 +49,12 @@ class WAE(Autoencoder):
   ``penalty_weight`` (λ), ``recon_weight`` (the WAE paper uses 0.05 with a
   squared-error cost), ``prior_scale`` (multiplies prior samples),
   ``kernel_scale`` (σ_p of the IMQ kernel), ``critic_noise`` (``"gan"`` only).
+
+  Attributes:
+    penalty: ``"mmd_imq"``, ``"mmd_rbf"`` or ``"gan"``.
+    critic_hidden: the latent critic's hidden layers (``"gan"``).
+    critic_log_prior: add log p(z) (gaussian prior, std ``prior_scale`` · its std) to the
+      critic's logit (``"gan"`` only).
 
   Example:
 
@@ -46,17 +70,25 @@ class WAE(Autoencoder):
 
   penalty: str = "mmd_imq"
   critic_hidden: Sequence[int] = (512, 512, 512, 512)
+  critic_log_prior: bool = False
 
   def __post_init__(self):
     if self.penalty not in WAE_PENALTIES:
       raise ValueError(f"unknown WAE penalty {self.penalty!r}; expected one of {WAE_PENALTIES}.")
     super().__post_init__()
+    if self.critic_log_prior and self.penalty != "gan":
+      raise ValueError(f"critic_log_prior needs penalty='gan' (a latent critic), got "
+                       f"{self.penalty!r}.")
+    if self.critic_log_prior and not isinstance(self.prior, priors_lib.Gaussian):
+      raise ValueError(f"critic_log_prior adds the log-density of a gaussian prior; got "
+                       f"{self.prior!r}.")
 
   @classmethod
   def from_config(cls, config, image_shape, **fields):
     fields.setdefault("penalty", config.penalty)
     if "critic_hidden" in config:
       fields.setdefault("critic_hidden", tuple(config.critic_hidden))
+    fields.setdefault("critic_log_prior", bool(config.get("critic_log_prior", False)))
     return super().from_config(config, image_shape, **fields)
 
   def phases(self):
@@ -73,8 +105,15 @@ class WAE(Autoencoder):
   def networks(self):
     nets = super().networks()
     if self.penalty == "gan":
-      nets.update(critic_networks({"critic": self.latent_dim}, self.critic_hidden))
+      nets.update(critic_networks({"critic": self.latent_dim}, self.critic_hidden,
+                                  dtype=self.dtype))
     return nets
+
+  def critic_logit_offset(self, state, z):
+    """log p(z) with ``critic_log_prior`` (added to the critic's logits), else none."""
+    if not self.critic_log_prior:
+      return None
+    return prior_log_density(z, state.hparams["prior_scale"] * self.prior.std)
 
   def train_step(self, state, batch, rng):
     self.check_batch(batch)

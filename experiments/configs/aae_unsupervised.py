@@ -17,12 +17,15 @@ this recipe: BENCHMARKS.md.
 
   python experiments/main.py --config=experiments/configs/aae_unsupervised.py \
       --workdir=runs/aae_mnist --config.prior=swiss_roll
+
+``aae_unsupervised.py:celeba`` / ``:celeba_cpu``: the AAE on CelebA 64x64 (conv nets of
+wae.py:celeba, gaussian prior, 64-D codes).
 """
 
 from configs import default
 
 
-def get_config():
+def get_config(arg=""):
   c = default.get_config()
   c.model = "aae"
   c.prior = "gaussian_mixture"   # gaussian | gaussian_mixture | swiss_roll | uniform
@@ -34,4 +37,17 @@ def get_config():
   c.adam_b1 = 0.5
   c.gen_weight = 1.0
   c.critic_noise = 0.0
+  if arg in ("celeba", "celeba_cpu"):
+    # CelebA 64x64 with wae.py:celeba's nets, cost, budget and schedule; a gaussian prior and
+    # the WAE-GAN's latent critic (4x512), each phase's rate as in wae.py:celeba_gan.
+    default.celeba(c, "paper" if arg == "celeba" else "cpu")
+    c.recon_loss = "gaussian"
+    c.recon_weight = 0.2
+    c.critic_hidden = (512, 512, 512, 512)
+    c.learning_rate = 3e-4
+    c.gen_learning_rate = 3e-4
+    c.critic_learning_rate = 1e-3
+  elif arg:
+    raise ValueError(f"unknown aae_unsupervised config variant {arg!r}; expected '', "
+                     "'celeba' or 'celeba_cpu'.")
   return c

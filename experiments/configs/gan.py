@@ -11,6 +11,10 @@ coverage by the project's digit classifier on 10,000 samples
 
   python experiments/main.py --config=experiments/configs/gan.py --workdir=runs/gan
   python experiments/main.py --config=experiments/configs/gan.py:dcgan --workdir=runs/dcgan
+
+``gan.py:celeba`` / ``gan.py:celeba_cpu``: DCGAN on CelebA 64x64 with wae.py:celeba's nets
+(generator = its decoder, critic = its encoder's convs with LeakyReLU, 5x5 kernels), 64-D
+noise, Adam 2e-4 with beta1 0.5, and the celeba budget and schedule.
 """
 
 from configs import default
@@ -35,10 +39,17 @@ def get_config(arg=""):
   c.checkpoint_every = 1000
   c.gen_channels = ()             # DCGAN generator widths (): the defaults for the image size
   c.critic_channels = ()          # DCGAN critic widths
-  if arg == "dcgan":
+  if arg in ("celeba", "celeba_cpu"):
+    default.celeba(c, "paper" if arg == "celeba" else "cpu")
+    c.critic_channels = tuple(c.conv_channels)
+    c.gen_channels = tuple(reversed(c.conv_channels))
+    c.learning_rate = 2e-4
+    c.critic_learning_rate = 2e-4
+  elif arg == "dcgan":
     c.network = "conv"
     c.conv_kernel = 4
     c.batch_norm = True
   elif arg:
-    raise ValueError(f"unknown gan config variant {arg!r}; expected '' or 'dcgan'.")
+    raise ValueError(f"unknown gan config variant {arg!r}; expected '', 'dcgan', 'celeba' or "
+                     "'celeba_cpu'.")
   return c
