@@ -512,7 +512,9 @@ def _parzen_ll(ctx):
   from aaejax import parzen
   cfg = ctx.config
   samples = _flat_unit(ctx.generated(int(cfg.get("parzen_samples", 10_000))))
-  train = data.load_numpy(cfg.get("dataset", "mnist"), "train", cfg.get("data_dir") or None)
+  train = data.load_numpy(cfg.get("dataset", "mnist"), "train", cfg.get("data_dir") or None,
+                          cache_dir=cfg.get("cache_dir") or None,
+                          download=cfg.get("download", True))
   validation = _flat_unit(jnp.asarray(train["image"][-int(cfg.get("parzen_validation", 1000)):]))
   test = _flat_unit(ctx.test["image"][:int(cfg.get("parzen_test", 10_000))])
   out = parzen.parzen_evaluation(samples, validation, test)

@@ -88,7 +88,7 @@ def test_synthetic_tar_splits_cache_and_layout(tmp_path, monkeypatch, no_tfds):
   # A fresh process reads the cache: no decoding.
   monkeypatch.setattr(celeba, "_MEMORY", {})
   monkeypatch.setattr(celeba, "decode_tar", lambda path: pytest.fail("decoded again"))
-  again = data.load_numpy("celeb_a", "test", str(root), str(cache))
+  again = data.load_numpy("celeb_a", "test", str(root), cache_dir=str(cache))
   np.testing.assert_array_equal(again["image"], test["image"])
 
 
@@ -98,8 +98,8 @@ def test_full_size_directory_uses_the_paper_crop(tmp_path, no_tfds):
   for i in range(3):
     (directory / f"{i + 1:06d}.jpg").write_bytes(_jpeg(_face(178, 218)))
   assert celeba.crop_box(178, 218) == (19, 39, 159, 179)
-  train = data.load_numpy("celeb_a", "train", str(tmp_path), str(tmp_path / "cache"))
-  test = data.load_numpy("celeb_a", "test", str(tmp_path), str(tmp_path / "cache"))
+  train = data.load_numpy("celeb_a", "train", str(tmp_path), cache_dir=str(tmp_path / "cache"))
+  test = data.load_numpy("celeb_a", "test", str(tmp_path), cache_dir=str(tmp_path / "cache"))
   assert len(train["image"]) == 2 and len(test["image"]) == 1
   _assert_face_layout(train["image"])
 
@@ -116,18 +116,18 @@ def test_bad_files_name_the_file(tmp_path, no_tfds):
   bad.parent.mkdir(parents=True)
   bad.write_bytes(b"\0garbage" * 100)
   with pytest.raises(data.DataFileError, match=celeba.PREFERRED_TAR):
-    data.load_numpy("celeb_a", "train", str(tmp_path / "a"), str(tmp_path / "cache"))
+    data.load_numpy("celeb_a", "train", str(tmp_path / "a"), cache_dir=str(tmp_path / "cache"))
   truncated = tmp_path / "b" / "celeba" / "img_align_celeba_x.tar"
   _write_tar(str(truncated), n=3)
   truncated.write_bytes(truncated.read_bytes()[:1000])
   with pytest.raises(data.DataFileError, match="img_align_celeba_x.tar"):
-    data.load_numpy("celeb_a", "train", str(tmp_path / "b"), str(tmp_path / "cache"))
+    data.load_numpy("celeb_a", "train", str(tmp_path / "b"), cache_dir=str(tmp_path / "cache"))
   member = tmp_path / "c" / "celeba" / "img_align_celeba_y.tar"
   _write_tar(str(member), n=3, corrupt_member=1)
   with pytest.raises(data.DataFileError, match=r"img_align_celeba_y.tar:celebA/000002.jpg"):
-    data.load_numpy("celeb_a", "train", str(tmp_path / "c"), str(tmp_path / "cache"))
+    data.load_numpy("celeb_a", "train", str(tmp_path / "c"), cache_dir=str(tmp_path / "cache"))
   with pytest.raises(data.DatasetNotFoundError, match="img_align_celeba_first10k_89x109.tar"):
-    data.load_numpy("celeb_a", "train", str(tmp_path / "none"), str(tmp_path / "cache"))
+    data.load_numpy("celeb_a", "train", str(tmp_path / "none"), cache_dir=str(tmp_path / "cache"))
 
 
 def test_real_subset():
