@@ -22,10 +22,10 @@ mode_coverage             generate           ``eval/classes_covered``,
 fd_digits                 generate           ``eval/fd_digits`` (Fréchet distance, digit
                           (10-class 28×28)   classifier features), ``eval/fd_samples``,
                                              ``eval/fd_real_samples``
-fd_effnet                 generate           ``eval/fd_effnet`` (EfficientNet-B0 features),
+fd_effnet                 generate           ``eval/fd_effnet`` (EfficientNet-Lite0 features),
                           (not 28×28×1)      ``eval/fd_samples``, ``eval/fd_real_samples``
 kid_effnet                generate           ``eval/kid_effnet``, ``eval/kid_effnet_std``
-                          (not 28×28×1)      (KID, EfficientNet-B0 features)
+                          (not 28×28×1)      (KID, EfficientNet-Lite0 features)
 fid_inception             generate           ``eval/fid_inception`` (FID, Inception-v3),
                           (inception_weights ``eval/fd_samples``, ``eval/fd_real_samples``
                           set)
@@ -470,13 +470,13 @@ def _fd_digits(ctx):
 
 @register("fd_effnet", {core.GENERATE}, applies=_not_mnist_like)
 def _fd_effnet(ctx):
-  """FD in EfficientNet-B0's 1280-D pooled features (``config.effnet_weights``)."""
+  """FD in EfficientNet-Lite0's 1280-D pooled features (``config.effnet_weights``)."""
   return _frechet(ctx, "effnet", "eval/fd_effnet")
 
 
 @register("kid_effnet", {core.GENERATE}, applies=_not_mnist_like)
 def _kid_effnet(ctx):
-  """KID in EfficientNet-B0's features: mean and spread over ``kid_subsets`` subsets."""
+  """KID in EfficientNet-Lite0's features: mean and spread over ``kid_subsets`` subsets."""
   from aaejax import feature_distances as fdist
   n_fake, n_real = _sample_counts(ctx)
   mean, std = fdist.kernel_distance(

