@@ -35,9 +35,9 @@ def tiny_config(name, **overrides):
 def small_mnist(mnist_dir, monkeypatch):
   real = data.load_numpy
 
-  def load(name, split, data_dir=None):
+  def load(name, split, data_dir=None, **kwargs):
     n = 2000 if split == "train" else 1000
-    return {k: v[:n] for k, v in real(name, split, data_dir).items()}
+    return {k: v[:n] for k, v in real(name, split, data_dir, **kwargs).items()}
 
   monkeypatch.setattr(data, "load_numpy", load)
 
