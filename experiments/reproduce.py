@@ -245,8 +245,8 @@ def markdown(summary: dict) -> str:
     for name, what in (("train_vs_test", "training vs test images"),
                        ("halves", "the test split's two halves")):
       f = floor[name]
-      lines.append(f"| {what} | {f['n'][0]:,} vs {f['n'][1]:,} | {f['fd']:.2f} | "
-                   f"{f['kid']:.4f} ± {f['kid_std']:.4f} |")
+      lines.append(f"| {what} | {f['n'][0]:,} vs {f['n'][1]:,} | {f['fd']:.4g} | "
+                   f"{f['kid']:.3g} ± {f['kid_std']:.2g} |")
   return "\n".join(lines) + "\n"
 
 

@@ -79,3 +79,33 @@ def test_parzen_table_quick(mnist_dir, tmp_path):
   assert f"| GAN | 225.00 ± 2.00 | {row['mean']:.2f} | {row['mean'] - 225:+.2f} | 1 |" in text
   summary["rows"].append({**row, "setting": "VAE (8-D)", "paper": None, "paper_std": None})
   assert "| VAE (8-D) | — |" in reproduce.markdown(summary)
+
+
+def test_celeba_table_with_the_real_floor(tmp_path, monkeypatch):
+  from aaejax import data, feature_nets
+  try:
+    data.load_numpy("celeb_a", "test")
+  except (data.DatasetNotFoundError, data.DataFileError, FileNotFoundError) as e:
+    pytest.skip(f"no CelebA subset: {e}")
+  seen = []
+
+  def fake_train(config, workdir):
+    seen.append((config.model, config.get("penalty"), config.dataset, config.fd_samples))
+    return {"step": config.num_steps, "eval/fd_effnet": 10.0 + len(seen),
+            "eval/kid_effnet": 0.01, "eval/kid_effnet_std": 0.001}
+
+  def colour_means(name, config):  # a 3-D stand-in for the EfficientNet features
+    assert name == "effnet"
+    return lambda images: np.asarray(images, np.float32).reshape(len(images), -1, 3).mean(1) / 255
+
+  monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+  monkeypatch.setattr(feature_nets, "embedder", colour_means)
+  summary = reproduce.run_table("celeba", str(tmp_path), seeds=1, rows=["vae", "wae_gan"])
+  assert seen == [("vae", None, "celeb_a", 2000), ("wae", "gan", "celeb_a", 2000)]
+  floor = summary["floor"]
+  assert floor["halves"]["n"] == [1000, 1000] and floor["train_vs_test"]["n"] == [2000, 2000]
+  # Disjoint real sets: a small distance, and the larger sets give the smaller FD bias.
+  assert 0 <= floor["train_vs_test"]["fd"] < floor["halves"]["fd"] < 1e-3
+  text = reproduce.markdown(summary)
+  assert "| VAE | — | 11.00 | — | 1 | 5 |" in text
+  assert "| training vs test images | 2,000 vs 2,000 |" in text
