@@ -257,7 +257,12 @@ class Context:
 
   def _real_key(self, kind: str, net: str, n: int) -> dict:
     from aaejax import feature_nets
-    return {"kind": kind, "dataset": self.config.get("dataset", "mnist"), "split": "test",
+    dataset = self.config.get("dataset", "mnist")
+    # Where the test images come from (another copy or subset of a data set has other
+    # statistics at the same n).
+    where = data.source(dataset, "test", self.config.get("data_dir") or None,
+                        cache_dir=self.config.get("cache_dir") or None)
+    return {"kind": kind, "dataset": dataset, "split": "test", "source": where,
             "net": net, "n": n, "weights": feature_nets.get(net).identity(self.config),
             "version": FD_CACHE_VERSION}
 
