@@ -238,7 +238,7 @@ def test_effnet_evaluators_share_features_and_cache_real_stats(fake_nets, tmp_pa
   real = rng.integers(0, 256, (300, 8, 8, 3)).astype(np.uint8)
   other = rng.integers(0, 256, (2000, 8, 8, 3)).astype(np.uint8)  # same distribution
   test = {"image": jnp.asarray(real), "label": jnp.zeros(300, jnp.int32)}
-  config = {"dataset": "celeba", "fd_samples": 400, "kid_subsets": 10, "kid_subset_size": 100,
+  config = {"dataset": "celeb_a", "fd_samples": 400, "kid_subsets": 10, "kid_subset_size": 100,
             "effnet_weights": "", "cache_dir": str(tmp_path)}
   good, dark = ImageBank(other), ImageBank(other // 4)
   ev = evaluation.Evaluation(good, config, test)
