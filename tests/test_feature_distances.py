@@ -256,6 +256,7 @@ def test_effnet_evaluators_share_features_and_cache_real_stats(fake_nets, tmp_pa
   assert counted == [300, 400, 400]  # real features and stats from the cache
   assert bad["eval/fd_effnet"] > 100 * max(r["eval/fd_effnet"], 1e-3)
   assert bad["eval/kid_effnet"] > 10 * bad["eval/kid_effnet_std"]
+  (tmp_path / "w").write_bytes(b"")  # a weights file must exist when the run starts
   fid = evaluation.Evaluation(good, {**config, "inception_weights": str(tmp_path / "w")}, test)
   assert "fid_inception" in fid.names
 
