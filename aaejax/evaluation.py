@@ -415,14 +415,25 @@ def likelihood_bounds(model, state, images, rng, k: int = 100) -> dict[str, floa
           "nll_iw": float(jnp.mean(_neg_iw_bound(model, state, images, k, iw_rng)))}
 
 
+# Decoder passes per chunk of the likelihood bounds, for 28×28×1 images; larger images get
+# proportionally fewer (a 64×64×3 conv decoder's activations for 10,000 passes exceed 10 GB).
+_PASSES_PER_CHUNK = 10_000
+
+
+def _passes(images) -> int:
+  """Decoder passes per chunk for images of this size: about 7.8 M pixels' worth."""
+  return max(1, _PASSES_PER_CHUNK * 784 // int(np.prod(images.shape[1:])))
+
+
 def _neg_elbo(model, state, images, rng) -> jax.Array:
-  """(n,) −ELBO (one sample, closed-form KL), in chunks of 1,000 images."""
-  return -_log_weights(model, state, images, 1, min(images.shape[0], 1000), rng)[:, 0]
+  """(n,) −ELBO (one sample, closed-form KL), in chunks of 1,000 MNIST-sized images."""
+  chunk = max(1, min(images.shape[0], _passes(images) // 10))
+  return -_log_weights(model, state, images, 1, chunk, rng)[:, 0]
 
 
 def _neg_iw_bound(model, state, images, k, rng) -> jax.Array:
-  """(n,) −log (1/k) Σ_i w_i, in chunks of about 10,000 decoder passes."""
-  chunk = max(1, min(images.shape[0], 10_000 // k))
+  """(n,) −log (1/k) Σ_i w_i, in chunks of about 10,000 MNIST-sized decoder passes."""
+  chunk = max(1, min(images.shape[0], _passes(images) // k))
   log_w = _log_weights(model, state, images, k, chunk, rng)
   return -(jax.scipy.special.logsumexp(log_w, axis=1) - np.log(k))
 

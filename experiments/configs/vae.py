@@ -35,6 +35,8 @@ def get_config(arg=""):
     c.recon_loss = "gaussian"
     c.recon_weight = 50.0         # 1 / (2 sigma_x^2), sigma_x = 0.1
     c.learning_rate = 1e-3
+    if arg == "celeba_cpu":
+      c.iw_examples = 100         # 10,000 conv-decoder passes per eval on a CPU
   elif arg == "2d":
     c.latent_dim = 2
   elif arg == "conv":
