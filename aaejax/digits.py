@@ -15,7 +15,6 @@ from __future__ import annotations
 import functools
 import inspect
 import os
-import tempfile
 from typing import Any
 
 import flax.linen as nn
@@ -164,18 +163,10 @@ def predict_proba(params: Params, images: np.ndarray, batch_size: int = 1000) ->
   images = np.asarray(images)
   if images.ndim != 4 or images.shape[1:] != IMAGE_SHAPE:
     raise ValueError(f"images must have shape (n, 28, 28, 1), got {images.shape}")
-  n = images.shape[0]
-  b = max(1, min(batch_size, n))
-  out = []
-  for start in range(0, n, b):
-    chunk = images[start:start + b]
-    m = chunk.shape[0]
-    if m < b:
-      chunk = np.concatenate([chunk, np.zeros((b - m,) + IMAGE_SHAPE, chunk.dtype)])
-    out.append(np.asarray(_proba_chunk(params, jnp.asarray(chunk)))[:m])
-  if not out:
+  if not images.shape[0]:
     return np.zeros((0, DigitClassifier().num_classes), np.float32)
-  return np.concatenate(out)
+  from aaejax import feature_nets  # (it imports this module lazily too)
+  return feature_nets.batched(lambda chunk: _proba_chunk(params, chunk), images, batch_size)
 
 
 def accuracy(params: Params, images: np.ndarray, labels: np.ndarray) -> float:
@@ -198,17 +189,7 @@ def _cache_path(dataset: str, cache_dir: str | None, train_kwargs: dict[str, Any
 def _save(path: str, params: Params) -> None:
   """Writes the flattened params to ``path`` atomically (temp file + ``os.replace``)."""
   flat = {"/".join(k): np.asarray(v) for k, v in traverse_util.flatten_dict(params).items()}
-  directory = os.path.dirname(path)
-  os.makedirs(directory, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      np.savez(f, **flat)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
+  downloads.save_npz_atomic(path, flat)
 
 
 def _load(path: str) -> Params:

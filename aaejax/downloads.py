@@ -28,6 +28,8 @@ import urllib.error
 import urllib.request
 from typing import Callable, Sequence
 
+import numpy as np
+
 CACHE_DIR_ENV = "AAEJAX_CACHE_DIR"
 NO_DOWNLOAD_ENV = "AAEJAX_NO_DOWNLOAD"
 DEFAULT_CACHE_DIR = os.path.join("~", ".cache", "aaejax")
@@ -225,3 +227,19 @@ def fetch(name: str, filenames: Sequence[str], cache_dir: str | None = None,
       tried = "; ".join(failures) or f"no mirror configured (MIRRORS[{name!r}] is empty)"
       raise DownloadError(f"{name}: could not download {filename}: {tried}. {by_hand}")
   return directory
+
+
+def save_npz_atomic(path: str, arrays) -> None:
+  """Writes ``arrays`` (name -> array) to the ``.npz`` file ``path`` atomically: a temp file
+  in the same directory, then ``os.replace``; nothing is left behind on failure."""
+  directory = os.path.dirname(path) or "."
+  os.makedirs(directory, exist_ok=True)
+  fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=".npz")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      np.savez(f, **arrays)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise

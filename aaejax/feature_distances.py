@@ -25,7 +25,6 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from typing import Any, Callable, Mapping
 
 import jax
@@ -208,15 +207,6 @@ def cached(key: Mapping[str, Any], compute: Callable[[], Mapping[str, np.ndarray
       arrays = {k: npz[k] for k in npz.files}
   else:
     arrays = {k: np.asarray(v) for k, v in compute().items()}
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".tmp-", suffix=".npz")
-    try:
-      with os.fdopen(fd, "wb") as f:
-        np.savez(f, **arrays)
-      os.replace(tmp, path)
-    except BaseException:
-      if os.path.exists(tmp):
-        os.remove(tmp)
-      raise
+    downloads.save_npz_atomic(path, arrays)
   _MEMORY[path] = arrays
   return arrays
