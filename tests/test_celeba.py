@@ -169,9 +169,13 @@ def test_label_less_run_trains_evaluates_and_plots(tmp_path, monkeypatch):
   c = wae_config.get_config("celeba_cpu")
   c.update(data_dir=str(root), cache_dir=str(tmp_path / "cache"), conv_channels=(4, 4, 4, 8),
            latent_dim=4, batch_size=10, num_steps=2, eval_every=2, checkpoint_every=2,
-           log_every=1, lr_boundaries=(), lr_factors=(), disable_progress=True)
+           log_every=1, lr_boundaries=(), lr_factors=(), disable_progress=True,
+           fd_samples=16, kid_subsets=4)  # EfficientNet on 16 images, not 2,000
   out = train.train_and_evaluate(c, str(tmp_path / "run"))
   assert "eval/knn_accuracy" not in out and np.isfinite(out["eval/recon_loss"])
+  if "eval/fd_effnet" in out:  # with the [effnet] extra installed
+    assert (out["eval/fd_samples"], out["eval/fd_real_samples"]) == (16, 5)
+    assert np.isfinite(out["eval/fd_effnet"]) and np.isfinite(out["eval/kid_effnet"])
   plots = tmp_path / "run" / "plots"
   for name in ("samples.png", "reconstructions.png", "latent_qz.png"):
     image = matplotlib.image.imread(plots / name)
