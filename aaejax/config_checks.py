@@ -117,7 +117,7 @@ def _pattern(field: str):
 
 def _choices() -> dict[str, tuple[str, tuple[str, ...]]]:
   """Field -> (what it names, the known names): the registries as they are now."""
-  from aaejax import data, evaluation, models, networks, priors
+  from aaejax import data, models, networks, priors
   from aaejax.models import autoencoder
   return {"model": ("model", tuple(sorted(models.MODELS))),
           "dataset": ("dataset", tuple(data.SUPPORTED_DATASETS)),
@@ -126,8 +126,7 @@ def _choices() -> dict[str, tuple[str, tuple[str, ...]]]:
           "network": ("network", NETWORKS),
           "recon_loss": ("reconstruction loss", tuple(networks.RECON_LOSSES)),
           "penalty": ("WAE penalty", tuple(models.WAE_PENALTIES)),
-          "compute_dtype": ("compute dtype", tuple(networks.COMPUTE_DTYPES)),
-          "skip_evaluators": ("evaluator", tuple(sorted(evaluation.REGISTRY)))}
+          "compute_dtype": ("compute dtype", tuple(networks.COMPUTE_DTYPES))}
 
 
 def _show(field: str, value) -> str:
@@ -140,8 +139,9 @@ def validate(config) -> None:
   """Checks every known field of ``config``; raises :class:`ConfigError` for the first bad one.
 
   Checked: ``model`` is present and registered; ``dataset``, ``prior``, ``posterior``,
-  ``network``, ``recon_loss``, ``penalty``, ``compute_dtype`` and ``skip_evaluators`` name
-  known things; counts
+  ``network``, ``recon_loss``, ``penalty`` and ``compute_dtype`` name known things
+  (``skip_evaluators`` is a tuple of names; which names, the model knows:
+  :func:`aaejax.models.create` checks them); counts
   (``batch_size``, ``num_steps``, ``latent_dim``, …) are ints >= 1 (``num_devices``,
   ``num_labeled`` >= 0); every ``*learning_rate`` is a positive number, every ``*_weight``
   >= 0; ``adam_b1``, ``adam_b2`` and ``critic_dropout`` are in [0, 1); layer widths
@@ -158,12 +158,7 @@ def validate(config) -> None:
     value = fields[field]
     if field in choices:
       noun, known = choices[field]
-      values = (value,)
-      if field == "skip_evaluators":
-        if not FIELDS[field][0](value):
-          raise ConfigError(f"{_show(field, value)}: expected {FIELDS[field][1]}.")
-        values = value
-      for v in values:
+      for v in (value,):
         if not isinstance(v, str) or v not in known:
           raise ConfigError(f"{_show(field, value)}: unknown {noun} {v!r}; expected one of "
                             f"{known}.")

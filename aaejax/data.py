@@ -26,14 +26,17 @@ import numpy as np
 from aaejax import downloads
 
 DATA_DIR_ENV = "AAEJAX_DATA_DIR"
-SUPPORTED_DATASETS = ("mnist", "fashion_mnist", "celeb_a")
+SUPPORTED_DATASETS = ("mnist", "fashion_mnist", "celeb_a", "mnist_m_style")
 SPLITS = ("train", "test")
 # Image shape (H, W, C) and number of classes of each supported dataset (0: no labels; its
 # arrays have no "label").
-IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "celeb_a": (64, 64, 3)}
-NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "celeb_a": 0}
-# Datasets with a loader module of their own (JPEGs, not IDX files): name -> aaejax module.
-OWN_LOADERS = {"celeb_a": "celeba"}
+IMAGE_SHAPES = {"mnist": (28, 28, 1), "fashion_mnist": (28, 28, 1), "celeb_a": (64, 64, 3),
+                "mnist_m_style": (28, 28, 3)}
+NUM_CLASSES = {"mnist": 10, "fashion_mnist": 10, "celeb_a": 0, "mnist_m_style": 10}
+# Datasets with a loader module of their own (not plain IDX files): name -> aaejax module.
+OWN_LOADERS = {"celeb_a": "celeba", "mnist_m_style": "mnistm"}
+# Those of them whose load_numpy also takes download= and source cache_dir= (built from MNIST).
+OWN_LOADERS_FROM_MNIST = ("mnist_m_style",)
 
 # Canonical IDX file names (without the optional ``.gz`` suffix) per split.
 IDX_FILES = {
@@ -276,6 +279,8 @@ def source(name: str, split: str = "train", data_dir: str | None = None,
            cache_dir: str | None = None) -> str:
   """Where :func:`load_numpy` reads ``name``'s ``split``: a directory (a data directory or the
   download cache), a file, or ``"tensorflow_datasets"``. Never downloads."""
+  if name in OWN_LOADERS_FROM_MNIST:
+    return _own_loader(name).source(split, data_dir, cache_dir)
   if name in OWN_LOADERS:
     return _own_loader(name).source(split, data_dir)
   found = (_local_files(name, split, resolve_data_dir(data_dir))
@@ -302,11 +307,12 @@ def load_numpy(name: str, split: str, data_dir: str | None = None, *,
       ``$AAEJAX_CACHE_DIR``, else ``~/.cache/aaejax``.
     download: ``False`` (or ``$AAEJAX_NO_DOWNLOAD=1``) forbids the network.
       Datasets of ``OWN_LOADERS`` (``celeb_a``: :func:`aaejax.celeba.load_numpy`, which reads
-      ``<data_dir>/celeba/``) are never downloaded.
+      ``<data_dir>/celeba/``) are never downloaded; ``mnist_m_style``
+      (:func:`aaejax.mnistm.load`, MNIST blended with photo crops, cached) downloads MNIST.
 
   Returns:
     ``{"image": uint8 (N, 28, 28, 1), "label": int32 (N,)}``; for ``celeb_a``
-    ``{"image": uint8 (N, 64, 64, 3)}`` (no labels).
+    ``{"image": uint8 (N, 64, 64, 3)}`` (no labels); ``mnist_m_style``'s images are RGB.
 
   Raises:
     ValueError: For an unknown dataset or split.
@@ -318,6 +324,8 @@ def load_numpy(name: str, split: str, data_dir: str | None = None, *,
     raise ValueError(f"Unknown dataset {name!r}; supported: {SUPPORTED_DATASETS}")
   if split not in SPLITS:
     raise ValueError(f"Unknown split {split!r}; expected one of {SPLITS}")
+  if name in OWN_LOADERS_FROM_MNIST:
+    return _own_loader(name).load_numpy(split, data_dir, cache_dir, download)
   if name in OWN_LOADERS:
     return _own_loader(name).load_numpy(split, data_dir, cache_dir)
   root = resolve_data_dir(data_dir)

@@ -4,7 +4,10 @@ An evaluator is registered under a name with the capabilities it needs
 (:mod:`aaejax.core`'s constants); a run evaluates every registered evaluator
 whose needs its model declares (:meth:`aaejax.core.Model.capabilities`) and that
 applies to its data, except those named in ``config.skip_evaluators``. Adding a
-metric is one :func:`register` call here; a model never imports metric code.
+shared metric is one :func:`register` call here; a family's own metrics (DANN's
+target-domain accuracy) are :class:`Evaluator` objects listed in its file
+(:meth:`aaejax.core.Model.evaluators`), reading the model's other eval splits
+(:meth:`aaejax.core.Model.eval_splits`) as :meth:`Context.split`.
 
 ========================  =================  ===========================================
 evaluator                 needs              metrics
@@ -13,7 +16,7 @@ recon_loss                reconstruct        ``eval/recon_loss`` (nats per image
 mmd_to_prior              encode, prior      ``eval/mmd_to_prior`` (IMQ, test codes vs p(z))
 knn_accuracy              encode (labels)    ``eval/knn_accuracy`` (5-NN on training codes)
 label_component           label_prior        ``eval/label_component_accuracy``
-classification            classify           ``eval/error_rate``, ``eval/y_confidence``
+classification            classify           ``eval/error_rate`` (%), ``eval/y_confidence``
 clustering                cluster            ``eval/categories_used``, ``eval/y_confidence``,
                                              ``eval/cluster_error`` (with labels)
 likelihood                likelihood         ``eval/nll_elbo``, ``eval/nll_iw``
@@ -104,14 +107,19 @@ def register(name: str, needs, applies=None, final_only: bool = False, nets=()):
 
 
 def select(model, config) -> list[Evaluator]:
-  """The evaluators of a run: those whose needs ``model`` meets, less the skipped ones."""
+  """The evaluators of a run: the shared ones whose needs ``model`` meets and the model's own
+  (:meth:`aaejax.core.Model.evaluators`), less the skipped ones."""
   skip = tuple(config.get("skip_evaluators", ()) or ())
-  unknown = sorted(set(skip) - set(REGISTRY))
+  unknown = sorted(set(skip) - set(REGISTRY) - {e.name for e in model.evaluators()})
   if unknown:
     raise ValueError(f"config.skip_evaluators names unknown evaluators {unknown}; known: "
                      f"{sorted(REGISTRY)}.")
   caps = model.capabilities()
-  return [e for e in REGISTRY.values()
+  own = tuple(model.evaluators())
+  clash = sorted({e.name for e in own} & set(REGISTRY))
+  if clash:
+    raise ValueError(f"{type(model).__name__}.evaluators() reuses the shared names {clash}.")
+  return [e for e in (*REGISTRY.values(), *own)
           if e.needs <= caps and e.name not in skip and e.applies(model, config)]
 
 
@@ -138,6 +146,8 @@ def per_example(model, state, batch) -> dict[str, jax.Array]:
     out["z"] = model.latent(heads)
     if "y_logits" in heads:
       out["y_logits"] = heads["y_logits"]
+  if caps & {core.CLASSIFY, core.CLUSTER} and "y_logits" not in out:
+    out["y_logits"] = model.classify(state, batch["image"])
   if core.RECONSTRUCT in caps:
     out["recon_loss"] = model.reconstruction_loss(state, batch)
   return out
@@ -163,10 +173,18 @@ class Evaluation:
     model: the model.
     config: the run's config (``skip_evaluators``, evaluator options).
     test: the test split's device arrays (``image``, ``label``).
+    splits: the other splits of :meth:`aaejax.core.Model.eval_splits` by name (device
+      arrays), read by evaluators as :meth:`Context.split`.
   """
 
-  def __init__(self, model, config, test: Mapping[str, jax.Array]):
+  def __init__(self, model, config, test: Mapping[str, jax.Array],
+               splits: Mapping[str, Mapping[str, jax.Array]] | None = None):
     self.model, self.config, self.test = model, config, test
+    self.splits = {**dict(splits or {}), "test": test}
+    missing = sorted(set(model.eval_splits()) - set(self.splits))
+    if missing:
+      raise ValueError(f"{type(model).__name__} evaluates on the splits {missing}, not given "
+                       f"(splits: {sorted(self.splits)}).")
     self.evaluators = select(model, config)
     _check_feature_nets(self.evaluators, config)
     self.outputs = jax.jit(lambda state, arrays: _chunked(
@@ -215,6 +233,10 @@ class Context:
   @property
   def test(self):
     return self.evaluation.test
+
+  def split(self, name: str) -> Mapping[str, jax.Array]:
+    """The device arrays of eval split ``name`` (:meth:`aaejax.core.Model.eval_splits`)."""
+    return self.evaluation.splits[name]
 
   @property
   def test_outputs(self) -> dict[str, jax.Array]:
@@ -295,13 +317,13 @@ class Context:
 
 
 def context(model, state, test, train=None, *, config=None, rng=None, test_outputs=None,
-            train_outputs=None) -> Context:
+            train_outputs=None, splits=None) -> Context:
   """A :class:`Context` for calling one evaluator directly: ``REGISTRY[name].fn(ctx)``.
 
   ``test_outputs`` / ``train_outputs`` (dicts as :func:`per_example` returns)
   stand in for the model's own pass, e.g. hand-made codes in a test.
   """
-  ctx = Context(Evaluation(model, config or {}, test), state, train or {},
+  ctx = Context(Evaluation(model, config or {}, test, splits), state, train or {},
                 jax.random.key(0) if rng is None else rng)
   if test_outputs is not None:
     ctx._cache["test"] = test_outputs

@@ -2,7 +2,9 @@
 
 Like :mod:`aaejax.evaluation`, a registry: each figure is registered with the
 capabilities it needs and drawn (with :mod:`aaejax.plots`) for every model that
-declares them. :func:`make_figures` writes them all into a directory.
+declares them; a family lists figures of its own in its file
+(:meth:`aaejax.core.Model.figures`). :func:`make_figures` writes them all into a
+directory.
 
 =========================  ===========================  ====================================
 figure                     needs                        what
@@ -66,6 +68,7 @@ class Canvas:
   test: dict
   directory: str
   rng: jax.Array
+  splits: dict = dataclasses.field(default_factory=dict)  # other eval splits by name
 
   def path(self, name: str) -> str:
     return os.path.join(self.directory, name)
@@ -108,12 +111,14 @@ def _decode(model, state, codes):
   return model.decode(state, codes)
 
 
-def make_figures(model, state, directory: str, test, rng, skip=()) -> list[str]:
-  """Draws every registered figure ``model`` can make (less ``skip``) into ``directory``."""
-  canvas = Canvas(model, state, test, directory, rng)
+def make_figures(model, state, directory: str, test, rng, skip=(), splits=None) -> list[str]:
+  """Draws every registered figure ``model`` can make and the model's own
+  (:meth:`aaejax.core.Model.figures`), less ``skip``, into ``directory``. ``splits``: the
+  model's other eval splits by name (:attr:`Canvas.splits`)."""
+  canvas = Canvas(model, state, test, directory, rng, dict(splits or {}))
   caps = model.capabilities()
   paths = []
-  for fig in REGISTRY.values():
+  for fig in (*REGISTRY.values(), *model.figures()):
     if fig.needs <= caps and fig.name not in skip and fig.applies(model):
       paths.extend(fig.fn(canvas))
   return paths

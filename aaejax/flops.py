@@ -144,7 +144,7 @@ def count(fn: Callable, *args, scopes: Sequence[str] = (), **kwargs) -> dict[str
 
 def step_flops(model, state, batch, rng) -> dict[str, Any]:
   """FLOPs of ``model.train_step(state, batch, rng)``, by phase (see :func:`count`)."""
-  return count(model.train_step, state, batch, rng, scopes=tuple(model.phases()))
+  return count(model.train_step, state, batch, rng, scopes=tuple(model.phase_paths()))
 
 
 def compiled_flops(compiled) -> float | None:

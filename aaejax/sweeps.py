@@ -37,7 +37,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aaejax import (checkpoints, config_checks, data, evaluation, figures, history, models,
+from aaejax import (checkpoints, config_checks, data, figures, history, models,
                     parallel, train)
 
 Grid = Mapping[str, Sequence[Any]]
@@ -289,15 +289,11 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
   Returns:
     Each member's last eval metrics, in member order.
   """
-  train._validate(config)
   if parallel.is_multiprocess():
     raise ValueError("sweeps run in one process; use jax.distributed for one model instead.")
-  mesh = parallel.make_mesh(config.get("num_devices") or None)
-  parallel.check_batch_size(config.batch_size, mesh)
+  run = train.build_run(config)
+  model, mesh, train_np = run.model, run.mesh, run.train
   replicated = parallel.replicated(mesh)
-  train_np, test_np = train.load_splits(config)
-  model = models.create(config, train_np["image"].shape[1:])
-  train.check_data(model, config, (train_np, test_np))
   grid = parse_grid(grid, config, model)
   configs = member_configs(config, grid)
   values = [dict(zip(grid, v)) for v in itertools.product(*grid.values())]
@@ -320,19 +316,19 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
 
   # Data: as in a solo run, per member (a model may relabel the training set per seed);
   # arrays equal across members are stored once and broadcast by the vmap.
-  prepared = [train.run_data(model, train_np, c.seed) for c in configs]
+  prepared = [run.data(c.seed) for c in configs]
   train_arrays, train_axes = _share_or_stack([p[0] for p in prepared], replicated)
   streams, stream_axes = {}, {}
   for name in model.streams():
     streams[name], stream_axes[name] = _share_or_stack([p[1][name] for p in prepared],
                                                        replicated)
-  test = data.DeviceDataset(test_np, replicated).arrays
   num_train = train_np["image"].shape[0]
   if not 0 < config.batch_size <= num_train:
     raise ValueError(f"batch_size={config.batch_size} must be in [1, {num_train}]")
   steps_per_epoch = num_train // config.batch_size
   subsets = _dedupe([train.eval_subset(p[0]) for p in prepared], replicated)
-  evaluate = evaluation.Evaluation(model, config, test)
+  evaluate = run.evaluation(replicated)
+  test = evaluate.test
 
   keys = [member_keys(c.seed) for c in configs]
   seeds = [c.seed for c in configs]
@@ -378,7 +374,7 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
     for i, d in enumerate(dirs):
       if "status" not in last_eval[i]:  # a diverged member has nothing to draw
         figures.make_figures(model, member(states, i), os.path.join(d, "plots"), test,
-                             keys[i][2])
+                             keys[i][2], splits=evaluate.splits)
         train.curves(d)
   _summary(os.path.join(workdir, "summary.md"), config, grid, values, last_eval)
   return last_eval

@@ -17,6 +17,7 @@ step late, evaluate, save, finish) that single runs and sweeps
 from __future__ import annotations
 
 import collections
+import dataclasses
 import functools
 import json
 import os
@@ -29,14 +30,15 @@ import jax.numpy as jnp
 import numpy as np
 import tqdm
 
-from aaejax import (checkpoints, config_checks, data, distributed, evaluation, figures,
+from aaejax import (checkpoints, config_checks, core, data, distributed, evaluation, figures,
                     guards, history, models, parallel, plots)
 
 EVAL_TRAIN_CODES = 10_000  # training codes that the kNN classifier searches
 
 
-def _validate(config) -> None:
-  config_checks.check(config)  # every field, and the model it builds (ConfigError)
+def _validate(config):
+  """Checks every field of ``config`` and builds its model (:class:`ConfigError`); returns it."""
+  model = config_checks.check(config)
   for field in ("num_steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
                 "max_checkpoints"):
     if field in config and int(config[field]) < 1:
@@ -46,6 +48,7 @@ def _validate(config) -> None:
                      f"{config.divergence_limit}.")
   if config.dataset not in data.SUPPORTED_DATASETS:
     raise ValueError(f"unknown dataset {config.dataset!r}; supported: {data.SUPPORTED_DATASETS}.")
+  return model
 
 
 class MetricsWriter:
@@ -190,12 +193,53 @@ def make_train_fn(model, batch_size: int, mesh=None, host_batches: bool = False,
   return jit_step(train_fn)
 
 
+def load_source(config, dataset: str | None, split: str) -> dict[str, np.ndarray]:
+  """Split ``split`` of ``dataset`` (None: ``config.dataset``) on host, from the config's
+  ``data_dir`` / ``cache_dir``."""
+  return data.load_numpy(dataset or config.dataset, split, data_dir=config.get("data_dir") or None,
+                         cache_dir=config.get("cache_dir") or None,
+                         download=config.get("download", True))
+
+
 def load_splits(config) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
   """The config's train and test splits, on host."""
-  kwargs = dict(data_dir=config.get("data_dir") or None,
-                cache_dir=config.get("cache_dir") or None, download=config.get("download", True))
-  return (data.load_numpy(config.dataset, "train", **kwargs),
-          data.load_numpy(config.dataset, "test", **kwargs))
+  return load_source(config, None, "train"), load_source(config, None, "test")
+
+
+def stream_sources(model, config, train_np: Mapping[str, np.ndarray]
+                   ) -> dict[tuple[str | None, str], Mapping[str, np.ndarray]]:
+  """The host arrays the model's streams draw from, by (data set, split): the run's own
+  training split as ``(None, "train")``, any other source loaded and checked."""
+  sources: dict = {(None, "train"): train_np}
+  for name, stream in sorted(model.streams().items()):
+    key = (None if stream.dataset in (None, config.dataset) else stream.dataset, stream.split)
+    if key not in sources:
+      arrays = load_source(config, *key)
+      _check_source(arrays, stream.image_shape or getattr(model, "image_shape", None),
+                    f"stream {name!r}: {key[0] or config.dataset} {key[1]}")
+      sources[key] = arrays
+  return sources
+
+
+def _check_source(arrays, image_shape, where: str) -> None:
+  try:
+    core.check_batch(arrays, image_shape, where=where)
+  except ValueError as e:
+    raise data.DataFileError(str(e)) from e
+
+
+def eval_splits(model, config, test_np: Mapping[str, np.ndarray]
+                ) -> dict[str, dict[str, np.ndarray]]:
+  """The host arrays of the model's eval splits but ``"test"`` (:meth:`Model.eval_splits`)."""
+  out = {}
+  for name, (dataset, split) in sorted(model.eval_splits().items()):
+    if name == "test":
+      continue
+    arrays = load_source(config, dataset, split)
+    _check_source(arrays, None, f"eval split {name!r}: {dataset or config.dataset} {split}")
+    out[name] = arrays
+  del test_np
+  return out
 
 
 def check_data(model, config, splits: Sequence[Mapping[str, np.ndarray]]) -> None:
@@ -211,14 +255,78 @@ def check_data(model, config, splits: Sequence[Mapping[str, np.ndarray]]) -> Non
       raise data.DataFileError(str(e)) from e
 
 
-def run_data(model, train_np: Mapping[str, np.ndarray], seed: int
+def run_data(model, train_np: Mapping[str, np.ndarray], seed: int,
+             sources: Mapping[tuple[str | None, str], Mapping[str, np.ndarray]] | None = None
              ) -> tuple[Mapping[str, np.ndarray], dict[str, dict[str, np.ndarray]]]:
   """(the training set as the model's step sees it, its streams' arrays) for ``seed``.
 
-  Streams select from the training set as loaded (e.g. before labels are hidden).
+  Each stream selects from its source (:attr:`aaejax.core.Stream.dataset` and ``split``;
+  ``sources`` from :func:`stream_sources`): the run's training set as loaded (e.g. before
+  labels are hidden) unless it names another.
   """
-  streams = {name: s.select(train_np, seed) for name, s in model.streams().items()}
+  sources = {(None, "train"): train_np, **dict(sources or {})}
+  streams = {}
+  for name, s in model.streams().items():
+    key = (s.dataset, s.split)
+    if key not in sources and (None, s.split) in sources and s.dataset is not None:
+      key = (None, s.split)  # the stream names the run's own data set
+    if key not in sources:
+      raise ValueError(f"stream {name!r} draws from {key}, not loaded (sources: "
+                       f"{sorted(sources, key=str)}); see stream_sources.")
+    streams[name] = s.arrays(sources[key], seed)
   return model.train_data(train_np, seed), streams
+
+
+@dataclasses.dataclass
+class Run:
+  """What a run of a config is made of, built once (:func:`build_run`): the loop, sweeps,
+  the benchmark and the tools start from it.
+
+  Attributes:
+    config: the config.
+    model: its model, built once.
+    mesh: the device mesh (batch axis).
+    train: the training split as loaded (host arrays).
+    test: the test split.
+    splits: the model's other eval splits by name (:meth:`aaejax.core.Model.eval_splits`).
+    sources: what the streams draw from (:func:`stream_sources`).
+  """
+
+  config: Any
+  model: Any
+  mesh: Any
+  train: dict
+  test: dict
+  splits: dict
+  sources: dict
+
+  def data(self, seed: int):
+    """(the training set as the step sees it, the streams' arrays) for ``seed``
+    (:func:`run_data`)."""
+    return run_data(self.model, self.train, seed, self.sources)
+
+  def evaluation(self, device=None) -> evaluation.Evaluation:
+    """The run's :class:`aaejax.evaluation.Evaluation`, its splits on ``device``."""
+    put = lambda arrays: data.DeviceDataset(arrays, device).arrays
+    return evaluation.Evaluation(self.model, self.config, put(self.test),
+                                 {k: put(v) for k, v in self.splits.items()})
+
+
+def build_run(config, mesh: bool = True) -> Run:
+  """Checks ``config`` and builds its run: model (once), mesh, data, stream sources, eval
+  splits, every split's values checked on host (:func:`check_data`)."""
+  model = _validate(config)
+  grid = None
+  if mesh:
+    grid = parallel.make_mesh(config.get("num_devices") or None)
+    parallel.check_batch_size(config.batch_size, grid)
+  train_np, test_np = load_splits(config)
+  if tuple(train_np["image"].shape[1:]) != tuple(getattr(model, "image_shape",
+                                                         train_np["image"].shape[1:])):
+    model = models.create(config, train_np["image"].shape[1:])  # a data set of other shapes
+  check_data(model, config, (train_np, test_np))
+  return Run(config, model, grid, train_np, test_np, eval_splits(model, config, test_np),
+             stream_sources(model, config, train_np))
 
 
 def eval_subset(train_np: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -466,20 +574,16 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
 
   Returns the last eval metrics.
   """
-  _validate(config)
   workdir = config_checks.check_workdir(workdir)
+  run = build_run(config)
   resuming = history.has_checkpoint(workdir)
   history.check(config, workdir, resuming)  # before anything in the workdir changes
   lead = jax.process_index() == 0
   say = print if lead else (lambda *a, **k: None)
 
-  mesh = parallel.make_mesh(config.get("num_devices") or None)
-  parallel.check_batch_size(config.batch_size, mesh)
+  model, mesh, test_np = run.model, run.mesh, run.test
   replicated = parallel.replicated(mesh)
-  train_np, test_np = load_splits(config)
-  model = models.create(config, train_np["image"].shape[1:])
-  check_data(model, config, (train_np, test_np))
-  train_np, streams_np = run_data(model, train_np, config.seed)
+  train_np, streams_np = run.data(config.seed)
   # Several processes: the train set stays on host, each process sending its rows of each
   # batch; eval and plots use process-local copies (``local``), free of collectives.
   multi = parallel.is_multiprocess()
@@ -487,10 +591,10 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   train = (distributed.ProcessShardedDataset(train_np, mesh) if multi
            else data.DeviceDataset(train_np, replicated))
   streams = {k: data.DeviceDataset(v, replicated).arrays for k, v in streams_np.items()}
-  test = data.DeviceDataset(test_np, local).arrays
+  evaluate = run.evaluation(local)
+  test = evaluate.test
   train_subset = data.DeviceDataset(eval_subset(train_np), local).arrays
   steps_per_epoch = train.steps_per_epoch(config.batch_size)
-  evaluate = evaluation.Evaluation(model, config, test)
 
   init_rng, data_rng, eval_rng = jax.random.split(jax.random.key(config.seed), 3)
   state = jax.jit(model.init)(init_rng, models.hparams_from_config(model, config))
@@ -531,7 +635,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   plots_dir = os.path.join(workdir, "plots")
   if lead and config.get("plots", True) and not (complete and os.path.isdir(plots_dir)):
     figures.make_figures(model, parallel.local_copy(state) if multi else state, plots_dir,
-                         test, eval_rng)
+                         test, eval_rng, splits=evaluate.splits)
     curves(workdir)
     log_images(workdir, config.num_steps, plots_dir)
   shown = ", ".join(f"{k}={v:.4g}" for k, v in last_eval.items()

@@ -227,7 +227,8 @@ def device_data(model, config, host, mesh):
   """
   key = (id(host), id(mesh), id(model) if model.streams() else None)
   if key not in _DEVICE_DATA:
-    train_np, streams_np = train.run_data(model, dict(host), config.seed)
+    train_np, streams_np = train.run_data(model, dict(host), config.seed,
+                                          train.stream_sources(model, config, dict(host)))
     rep = parallel.replicated(mesh)
     dataset = data.DeviceDataset(train_np, rep)
     streams = {k: data.DeviceDataset(v, rep).arrays for k, v in streams_np.items()}
@@ -330,7 +331,7 @@ def prepare(name, config, batch_size, k, mesh, host, warmup, dump_hlo=None,
     raise ValueError(f"steps_per_call={steps_per_call} must divide the {spe} steps of an epoch.")
   step_fn, state = make_step(model, batch_size, mesh, k, steps_per_call, spe)
   args = (state, arrays, perm, 0)
-  counted = flops.count(step_fn, *args, scopes=tuple(model.phases()))
+  counted = flops.count(step_fn, *args, scopes=tuple(model.phase_paths()))
   counted = {"total": counted["total"] // steps_per_call,
              "by_scope": {p: v // steps_per_call for p, v in counted["by_scope"].items()}}
   step = train.jit_step(step_fn, vmapped=k > 1)

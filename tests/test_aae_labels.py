@@ -1,7 +1,6 @@
 """The label-aware AAEs: short real-MNIST runs, label plumbing, metrics, plots, bad configs."""
 
 import dataclasses
-import functools
 import importlib
 import types
 
@@ -83,10 +82,10 @@ def test_losses_fall_on_real_mnist(trained, name):
   first = np.mean([h["recon_loss"] for h in hist[:10]])
   last = np.mean([h["recon_loss"] for h in hist[-10:]])
   assert last < 0.8 * first, (first, last)
-  assert int(state.step) == STEPS and set(state.opt_state) == set(model.phases())
+  assert int(state.step) == STEPS and set(state.opt_state) == set(model.phase_paths())
   for h in hist:
     assert all(np.isfinite(v) for v in h.values()), h
-  if "supervised" in model.phases():
+  if "supervised" in model.phase_paths():
     assert np.mean([h["supervised_loss"] for h in hist[-10:]]) < 0.3 * hist[0]["supervised_loss"]
 
 
@@ -183,9 +182,10 @@ def test_semisupervised_error_and_clusters(trained, mnist_small):
 def test_supervised_phase_trains_only_the_encoder(trained):
   model, state, _, labeled = trained("semisupervised")
   batch = {"labeled_image": labeled["image"][:20], "labeled_label": labeled["label"][:20]}
-  new, m = compiled(lambda s, b: core.update(model, s, "supervised",
-                                             functools.partial(model.supervised_loss, s, b)),
-                    state, batch)(state, batch)
+  new, m = compiled(lambda s, b: core.update(
+      model, s, "supervised",
+      lambda p: model.loss_supervised(core.StepInputs(s, b, jax.random.key(0), {}), p)),
+      state, batch)(state, batch)
   changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), state.params, new.params)
   assert any(jax.tree.leaves(changed["encoder"]))
   for net in ("decoder", "critic_y", "critic_z"):
@@ -239,9 +239,9 @@ def test_dimreduction_representation(trained, mnist_small):
                 model.encode_heads(state.params, {}, x / 255.0, jax.random.key(0))[0]):
     np.testing.assert_allclose(heads["r"], heads["y"] @ w + heads["z"], rtol=1e-5, atol=1e-5)
   unsupervised = small(models.DimReductionAAE, 2, 20, prior="gaussian", num_labeled=0)
-  assert "supervised" not in unsupervised.phases()
+  assert "supervised" not in unsupervised.phase_paths()
   assert "lr_supervised" not in unsupervised.hparams()
-  assert unsupervised.phases()["recon"] == ("encoder", "decoder", "cluster_heads")
+  assert unsupervised.phase_paths()["recon"] == ("encoder", "decoder", "cluster_heads")
   assert core.CLUSTER in unsupervised.capabilities()  # evaluated as clusters (cluster_error)
 
 

@@ -28,24 +28,21 @@ class SharedTrunk(core.Model):
     return {"critic": (TrunkAndHeads(), ((2, 4),))}
 
   def phases(self):
-    return {"critic": ("critic/trunk", "critic/d_head"), "info": ("critic/q_head",)}
+    return (core.Phase("critic", ("critic/trunk", "critic/d_head"), self.critic_loss,
+                       lr_field="learning_rate"),
+            core.Phase("info", ("critic/q_head",), self.info_loss))
 
   def default_hparams(self):
     return {"lr_critic": 0.1, "lr_info": 0.1}
 
-  def train_step(self, state, batch, rng):
-    def critic_loss(params):
-      d, _ = self.apply("critic", params, {}, batch["x"], train=True)[0]
-      return jnp.mean(d ** 2), ({"critic_loss": jnp.mean(d ** 2)}, state.model_state)
+  def critic_loss(self, inputs, params, shared):
+    d, _ = self.apply("critic", params, {}, inputs.batch["image"], train=True)[0]
+    return jnp.mean(d ** 2), ({"critic_loss": jnp.mean(d ** 2)}, inputs.state.model_state)
 
-    def info_loss(params):
-      _, q = self.apply("critic", params, {}, batch["x"], train=True)[0]
-      return jnp.mean((q - 1.0) ** 2), ({"info_loss": jnp.mean((q - 1.0) ** 2)},
-                                        state.model_state)
-
-    state, m1 = core.update(self, state, "critic", critic_loss)
-    state, m2 = core.update(self, state, "info", info_loss)
-    return state.replace(step=state.step + 1), {**m1, **m2}
+  def info_loss(self, inputs, params, shared):
+    _, q = self.apply("critic", params, {}, inputs.batch["image"], train=True)[0]
+    return jnp.mean((q - 1.0) ** 2), ({"info_loss": jnp.mean((q - 1.0) ** 2)},
+                                      inputs.state.model_state)
 
 
 def changed(a, b):
@@ -59,9 +56,9 @@ def test_a_phase_may_train_part_of_a_network():
   assert set(core.select(state.params, ("critic/q_head",))["critic"]) == {"q_head"}
   mu = state.opt_state["info"].mu
   assert set(mu["critic"]) == {"q_head"}
-  x = {"x": jax.random.normal(jax.random.key(1), (5, 4))}
+  x = {"image": jax.random.uniform(jax.random.key(1), (5, 4))}
   info_only = core.update(model, state, "info", lambda p: (
-      jnp.sum(model.apply("critic", p, {}, x["x"], train=True)[0][1]), ({}, {})))[0]
+      jnp.sum(model.apply("critic", p, {}, x["image"], train=True)[0][1]), ({}, {})))[0]
   diff = changed(state.params, info_only.params)["critic"]
   assert all(jax.tree.leaves(diff["q_head"]))
   assert not any(jax.tree.leaves(diff["trunk"])) and not any(jax.tree.leaves(diff["d_head"]))

@@ -155,7 +155,7 @@ def test_create_from_config_and_hparams():
     c.penalty = penalty
     m = models.create(c, (28, 28, 1))
     assert models.hparams_from_config(m, c)["penalty_weight"] == 10.0
-    assert ("critic" in m.phases()) == (penalty == "gan")
+    assert ("critic" in m.phase_paths()) == (penalty == "gan")
   paper = models.create(wae.get_config("paper"), (28, 28, 1))
   assert isinstance(paper.encoder, networks.ConvEncoder)
   assert tuple(paper.decoder.channels) == (1024, 512, 256)

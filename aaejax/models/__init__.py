@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from aaejax import config_checks, data
+from aaejax import config_checks, data, evaluation
 from aaejax.config_checks import ConfigError
 from aaejax.core import Model, TrainState, lr_schedule
 from aaejax.models.aae import AAE
@@ -54,7 +54,19 @@ def create(config, image_shape) -> Model:
   except (ValueError, TypeError) as e:
     raise ConfigError(f"config (model {name!r}): {e}") from e
   check_labels_available(model, config)
+  check_skipped_evaluators(model, config)
   return model
+
+
+def check_skipped_evaluators(model: Model, config: Mapping) -> None:
+  """A :class:`ConfigError` for a ``config.skip_evaluators`` name that is neither a shared
+  evaluator nor one of the model's own."""
+  skip = tuple(config.get("skip_evaluators", ()) or ()) if hasattr(config, "get") else ()
+  known = sorted({*evaluation.REGISTRY, *(e.name for e in model.evaluators())})
+  for name in skip:
+    if name not in known:
+      raise ConfigError(f"config.skip_evaluators={skip!r}: unknown evaluator {name!r}; "
+                        f"expected one of {tuple(known)}.")
 
 
 def check_labels_available(model: Model, config: Mapping) -> None:

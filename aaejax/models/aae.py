@@ -14,10 +14,14 @@ critics' condition (if any) and D_k the critics:
    gaussian noise added (real and fake go through D_k as one batch);
 3. ``gen`` (encoder, as the generator): gen_weight · Σ_k −log D_k(q_k(x), c)
    (non-saturating), with the critics as phase 2 left them. Phase 2 does not
-   train the encoder, so q_k(x) is the same in both: it is computed once
-   (``jax.vjp``) and this phase only pulls the critics' gradient back through it;
+   train the encoder, so q_k(x) is the same in both: phases 2 and 3 share one
+   forward pass (:meth:`AAE.adversarial_forward`, :class:`aaejax.core.Phase`'s
+   ``forward``) and phase 3 pulls the critics' gradient back through it;
 4. ``supervised`` (only for models that declare that phase): the cross-entropy
-   of :meth:`AAE.supervised_loss` on a labelled mini-batch.
+   of :meth:`AAE.loss_supervised` on a labelled mini-batch.
+
+The phases are data (:meth:`AAE.phases`): a family adds one by declaring it, and
+the core (:meth:`aaejax.core.Model.train_step`) runs them and counts the step.
 
 Phases 2 and 3 see the examples of :meth:`AAE.regularization_batch` (the batch
 itself, or more: the supervised prior adds a labelled mini-batch). The
@@ -28,7 +32,6 @@ label-aware models (:mod:`aaejax.models.aae_labels`) override the hooks only.
 from __future__ import annotations
 
 import dataclasses
-import functools
 from typing import Mapping, Sequence
 
 import jax
@@ -70,8 +73,10 @@ class AAE(Autoencoder):
                                                               networks.AAE_HIDDEN)))
 
   def phases(self):
-    return {"recon": ("encoder", "decoder"), "critic": tuple(self.critic_sizes()),
-            "gen": ("encoder",)}
+    forward = self.adversarial_forward
+    return (core.Phase("recon", ("encoder", "decoder"), self.loss_recon, lr_field="learning_rate"),
+            core.Phase("critic", tuple(self.critic_sizes()), self.loss_critic, forward=forward),
+            core.Phase("gen", ("encoder",), self.loss_gen, forward=forward))
 
   def default_hparams(self):
     return {"lr_recon": 1e-3, "lr_critic": 1e-4, "lr_gen": 1e-4, "recon_weight": 1.0,
@@ -110,9 +115,11 @@ class AAE(Autoencoder):
     del batch
     return {"critic": self.sample_prior(state, rng, n)}
 
-  def recon_regularizer(self, state, params) -> tuple[jax.Array, dict]:
-    """Extra loss of the reconstruction phase and its metrics (none by default)."""
-    del state, params
+  def recon_regularizer(self, inputs: core.StepInputs, params, heads: Mapping[str, jax.Array]
+                        ) -> tuple[jax.Array, dict]:
+    """Extra loss of the reconstruction phase and its metrics (none by default); sees the
+    step's inputs (batch, labels), the parameters and the encoder's heads of the batch."""
+    del inputs, params, heads
     return jnp.zeros(()), {}
 
   # ---- networks ----------------------------------------------------------------------
@@ -130,82 +137,64 @@ class AAE(Autoencoder):
 
   # ---- the step ----------------------------------------------------------------------
 
-  def supervised_loss(self, state, batch, params):
+  def loss_supervised(self, inputs: core.StepInputs, params, shared=None):
     """``(loss, (metrics, model_state))`` of the ``supervised`` phase, for models with one."""
     raise NotImplementedError(f"{type(self).__name__} has no supervised phase.")
 
-  def train_step(self, state, batch, rng):
-    """The phases of the module docstring, in order: ``(state, batch, rng) -> (state, metrics)``.
-
-    ``batch`` is checked by :meth:`check_batch` (dtypes and shapes; values when concrete).
-    """
-    self.check_batch(batch)
+  def prepare(self, state, batch, rng):
+    """The images of the batch and of the regularization phases, the critics' condition, the
+    step's keys (every phase draws from its own)."""
     x = self.inputs(batch)
-    labels = batch.get("label")
     reg = self.regularization_batch(batch)
-    x_reg = x if reg is batch else self.inputs(reg)
-    n = x_reg.shape[0]
-    cond = self.critic_condition(reg)
-    keys = jax.random.split(rng, 6)
+    return {"x": x, "labels": batch.get("label"), "reg": reg,
+            "x_reg": x if reg is batch else self.inputs(reg), "cond": self.critic_condition(reg),
+            "keys": jax.random.split(rng, 6)}
 
-    def recon_loss(params):
-      heads, ms = self.encode_heads(params, state.model_state, x, keys[0])
-      recon, ms = self.reconstruction(params, ms, x, self.decoder_input(heads, labels))
-      extra, extra_metrics = self.recon_regularizer(state, params)
-      loss = state.hparams["recon_weight"] * recon + extra
-      return loss, ({"recon_loss": recon, **extra_metrics}, ms)
+  def loss_recon(self, inputs, params, shared=None):
+    """Phase 1: recon_weight · L_rec(x, dec(r(x))) + :meth:`recon_regularizer`."""
+    del shared
+    x, keys, hp = inputs.inputs["x"], inputs.inputs["keys"], inputs.hparams
+    heads, ms = self.encode_heads(params, inputs.state.model_state, x, keys[0])
+    recon, ms = self.reconstruction(params, ms, x, self.decoder_input(heads,
+                                                                      inputs.inputs["labels"]))
+    extra, extra_metrics = self.recon_regularizer(inputs, params, heads)
+    return hp["recon_weight"] * recon + extra, ({"recon_loss": recon, **extra_metrics}, ms)
 
-    state, m_recon = core.update(self, state, "recon", recon_loss)
+  def adversarial_forward(self, inputs, params):
+    """The pass the critic and generator phases share: the encoder's codes of the
+    regularization batch (critic name -> code). The critic phase trains the critics only,
+    so both see the same encoder, and the generator phase pulls the critics' gradient back
+    through this one pass."""
+    heads, _ = self.encode_heads(params, inputs.state.model_state, inputs.inputs["x_reg"],
+                                 inputs.inputs["keys"][1])
+    return self.adversarial_codes(heads), inputs.state.model_state
 
-    # Regularization. The critic phase trains the critics only, so the critic and generator
-    # phases see the same encoder: its forward pass runs once, and the generator phase pulls
-    # the critics' gradient back through it (the gradients of a second forward pass, without it).
-    phases = self.phases()
-    if set(phases["gen"]) & set(phases["critic"]):
-      raise ValueError(f"the critic and gen phases must train disjoint networks: {phases}.")
-
-    def codes_fn(trained):
-      heads, _ = self.encode_heads(core.merge(state.params, trained), state.model_state, x_reg,
-                                   keys[1])
-      return self.adversarial_codes(heads)
-
-    with jax.named_scope("critic"):
-      codes, pull_back = jax.vjp(codes_fn, core.select(state.params, phases["gen"]))
+  def loss_critic(self, inputs, params, codes):
+    """Phase 2: Σ_k −log D_k(p_k, c) − log(1 − D_k(q_k(x), c)), real and fake in one pass."""
+    state, keys, cond = inputs.state, inputs.inputs["keys"], inputs.inputs["cond"]
+    n = inputs.inputs["x_reg"].shape[0]
+    reals = self.prior_codes(state, inputs.inputs["reg"], keys[2], n)
     cond2 = None if cond is None else jnp.concatenate([cond, cond])
+    total, out = 0.0, {}
+    for i, (name, fake) in enumerate(codes.items()):
+      logits = self.latent_critic_logits(state, params, jnp.concatenate([reals[name], fake]),
+                                         jax.random.fold_in(keys[3], i), cond2, name)
+      real, fake = logits[:n], logits[n:]
+      loss = penalties.critic_loss(real, fake)
+      out[f"{name}_loss"] = loss
+      out[f"{name}_acc"] = penalties.critic_accuracy(real, fake)
+      total = total + loss
+    out["critic_loss"] = total
+    return total, (out, state.model_state)
 
-    def critic_loss(params):
-      reals = self.prior_codes(state, reg, keys[2], n)
-      total, out = 0.0, {}
-      for i, (name, fake) in enumerate(codes.items()):
-        # Prior samples (real) and codes (fake) through the critic in one pass.
-        logits = self.latent_critic_logits(state, params, jnp.concatenate([reals[name], fake]),
-                                           jax.random.fold_in(keys[3], i), cond2, name)
-        real, fake = logits[:n], logits[n:]
-        loss = penalties.critic_loss(real, fake)
-        out[f"{name}_loss"] = loss
-        out[f"{name}_acc"] = penalties.critic_accuracy(real, fake)
-        total = total + loss
-      out["critic_loss"] = total
-      return total, (out, state.model_state)
-
-    state, m_critic = core.update(self, state, "critic", critic_loss)
-
-    def gen_loss(codes):
-      total, out = 0.0, {}
-      for i, (name, code) in enumerate(codes.items()):
-        logits = self.latent_critic_logits(state, state.params, code,
-                                           jax.random.fold_in(keys[5], i), cond, name)
-        out[name.replace("critic", "gen") + "_loss"] = loss = penalties.generator_loss(logits)
-        total = total + loss
-      out["gen_loss"] = total
-      return state.hparams["gen_weight"] * total, out
-
-    with jax.named_scope("gen"):
-      (_, m_gen), code_grads = jax.value_and_grad(gen_loss, has_aux=True)(codes)
-      state = core.apply_gradients(self, state, "gen", pull_back(code_grads)[0])
-    out = {**m_recon, **m_critic, **m_gen}
-    if "supervised" in phases:
-      state, m_sup = core.update(self, state, "supervised",
-                                 functools.partial(self.supervised_loss, state, batch))
-      out.update(m_sup)
-    return state.replace(step=state.step + 1), out
+  def loss_gen(self, inputs, params, codes):
+    """Phase 3: gen_weight · Σ_k −log D_k(q_k(x), c), the critics as phase 2 left them."""
+    state, keys, cond = inputs.state, inputs.inputs["keys"], inputs.inputs["cond"]
+    total, out = 0.0, {}
+    for i, (name, code) in enumerate(codes.items()):
+      logits = self.latent_critic_logits(state, params, code, jax.random.fold_in(keys[5], i),
+                                         cond, name)
+      out[name.replace("critic", "gen") + "_loss"] = loss = penalties.generator_loss(logits)
+      total = total + loss
+    out["gen_loss"] = total
+    return state.hparams["gen_weight"] * total, (out, state.model_state)

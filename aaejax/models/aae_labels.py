@@ -152,10 +152,11 @@ class SupervisedPriorAAE(AAE):
     k = self.prior.num_classes
     return {"label": (k, True), "labeled_label": (k, False)}
 
-  def train_step(self, state, batch, rng):
-    """The AAE's step; ``batch["label"]`` (integers in [0, K), −1: unlabelled) is required."""
+  def prepare(self, state, batch, rng):
+    """The AAE's step inputs; ``batch["label"]`` (integers in [0, K), −1: unlabelled) is
+    required."""
     _require_labels(self, batch, "label")
-    return super().train_step(state, batch, rng)
+    return super().prepare(state, batch, rng)
 
   def critic_condition(self, batch):
     return one_hot_with_unlabelled(batch["label"], self.prior.num_classes)
@@ -211,10 +212,10 @@ class StyleAAE(AAE):
   def label_fields(self):
     return {"label": (self.num_classes, False)}
 
-  def train_step(self, state, batch, rng):
-    """The AAE's step; ``batch["label"]`` (integers in [0, num_classes)) is required."""
+  def prepare(self, state, batch, rng):
+    """The AAE's step inputs; ``batch["label"]`` (integers in [0, num_classes)) is required."""
     _require_labels(self, batch, "label")
-    return super().train_step(state, batch, rng)
+    return super().prepare(state, batch, rng)
 
   def decoder_input(self, heads, labels=None):
     """[z, one-hot(labels)]; ``labels`` integers in [0, num_classes), one per code."""
@@ -335,7 +336,7 @@ class CategoricalAAE(AAE):
   def phases(self):
     phases = super().phases()
     if self.num_labeled:
-      phases["supervised"] = ("encoder",)
+      phases += (core.Phase("supervised", ("encoder",), self.loss_supervised),)
     return phases
 
   def default_hparams(self):
@@ -352,6 +353,10 @@ class CategoricalAAE(AAE):
 
   def critic_sizes(self):
     return {"critic_y": self.num_categories, "critic_z": self.latent_dim}
+
+  def classify(self, state, images):
+    """(n, K) logits of q(y | x): the labels (semi-supervised) or the learned categories."""
+    return self.encode(state, images)["y_logits"]
 
   def representation(self, params, y, z):
     """The decoder input r(y, z) = [z, y]."""
@@ -394,17 +399,19 @@ class CategoricalAAE(AAE):
     z, y = self._prior_parts(state, rng, n, labels)
     return self.representation(state.params, y, z)
 
-  def train_step(self, state, batch, rng):
+  def prepare(self, state, batch, rng):
     if self.num_labeled and ("labeled_image" not in batch or "labeled_label" not in batch):
       raise ValueError("the supervised phase needs batch['labeled_image'] and "
                        "batch['labeled_label'] (the training loop draws them from the "
                        "model's 'labeled' stream).")
-    return super().train_step(state, batch, rng)
+    return super().prepare(state, batch, rng)
 
-  def supervised_loss(self, state, batch, params):
+  def loss_supervised(self, inputs, params, shared=None):
     """Mean cross-entropy −log q(y = label | x) on ``batch["labeled_image"/"labeled_label"]``."""
+    del shared
+    batch = inputs.batch
     x = self.inputs(batch, "labeled_image")
-    heads, ms = self.apply("encoder", params, state.model_state, x, train=True)
+    heads, ms = self.apply("encoder", params, inputs.state.model_state, x, train=True)
     logits, labels = heads["y_logits"], batch["labeled_label"]
     loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
     acc = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
@@ -495,7 +502,8 @@ class DimReductionAAE(CategoricalAAE):
                                head_init_spacing=float(config.get("head_margin", 6.0)), **fields)
 
   def phases(self):
-    return dict(super().phases(), recon=("encoder", "decoder", "cluster_heads"))
+    return tuple(dataclasses.replace(p, trains=("encoder", "decoder", "cluster_heads"))
+                 if p.name == "recon" else p for p in super().phases())
 
   def default_hparams(self):
     return dict(super().default_hparams(), head_margin=6.0, head_weight=1.0)
@@ -512,7 +520,9 @@ class DimReductionAAE(CategoricalAAE):
     """r = y·W_c + z."""
     return self.apply("cluster_heads", params, {}, y, train=False)[0] + z
 
-  def recon_regularizer(self, state, params):
-    loss, min_dist = head_hinge(params["cluster_heads"]["heads"], state.hparams["head_margin"])
-    return state.hparams["head_weight"] * loss, {"head_penalty": loss,
+  def recon_regularizer(self, inputs, params, heads):
+    del heads
+    hp = inputs.hparams
+    loss, min_dist = head_hinge(params["cluster_heads"]["heads"], hp["head_margin"])
+    return hp["head_weight"] * loss, {"head_penalty": loss,
                                                  "min_head_distance": min_dist}

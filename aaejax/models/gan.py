@@ -157,7 +157,8 @@ class GAN(AdversarialGenerator):
   """
 
   def phases(self):
-    return {"gen": ("generator",), "critic": ("critic",)}
+    return (core.Phase("critic", ("critic",), self.loss_critic),
+            core.Phase("gen", ("generator",), self.loss_gen, lr_field="learning_rate"))
 
   def default_hparams(self):
     return {"lr_gen": 2e-4, "lr_critic": 2e-4, "gen_weight": 1.0, "prior_scale": 1.0,
@@ -171,37 +172,36 @@ class GAN(AdversarialGenerator):
     return self.apply("critic", params, model_state, noisy, train=True,
                       rngs={"dropout": dropout_rng})
 
-  def train_step(self, state, batch, rng):
-    self.check_batch(batch)
-    x = core.image_inputs(batch["image"], self.image_shape)
+  def prepare(self, state, batch, rng):
+    return {"x": core.image_inputs(batch["image"], self.image_shape),
+            "keys": jax.random.split(rng, 5)}
+
+  def loss_critic(self, inputs, params, shared=None):
+    """Phase 1: −log D(x) − log(1 − D(G(z))), G's output held fixed."""
+    del shared
+    state, x, keys = inputs.state, inputs.inputs["x"], inputs.inputs["keys"]
     n = x.shape[0]
-    keys = jax.random.split(rng, 5)
-    with jax.named_scope("critic"):
-      z = self.sample_prior(state, keys[0], n)
-      fake, model_state = self.fake_images(state.params, state.model_state, z)
-      fake = jax.lax.stop_gradient(fake)
+    z = self.sample_prior(state, keys[0], n)
+    fake, model_state = self.fake_images(params, state.model_state, z)
+    fake = jax.lax.stop_gradient(fake)
+    if "critic" in model_state:  # batch norm: real and fake batches apart, as in DCGAN
+      real_l, ms = self.critic_logits(state, params, model_state, x, keys[2])
+      fake_l, ms = self.critic_logits(state, params, ms, fake, keys[3])
+    else:  # one pass over both
+      logits, ms = self.critic_logits(state, params, model_state, jnp.concatenate([x, fake]),
+                                      keys[2])
+      real_l, fake_l = logits[:n], logits[n:]
+    loss = penalties.critic_loss(real_l, fake_l)
+    return loss, ({"critic_loss": loss,
+                   "critic_acc": penalties.critic_accuracy(real_l, fake_l)}, ms)
 
-    def critic_loss(params):
-      if "critic" in model_state:  # batch norm: real and fake batches apart, as in DCGAN
-        real_l, ms = self.critic_logits(state, params, model_state, x, keys[2])
-        fake_l, ms = self.critic_logits(state, params, ms, fake, keys[3])
-      else:  # one pass over both
-        logits, ms = self.critic_logits(state, params, model_state, jnp.concatenate([x, fake]),
-                                        keys[2])
-        real_l, fake_l = logits[:n], logits[n:]
-      loss = penalties.critic_loss(real_l, fake_l)
-      return loss, ({"critic_loss": loss,
-                     "critic_acc": penalties.critic_accuracy(real_l, fake_l)}, ms)
-
-    state = state.replace(model_state=model_state)
-    state, m_critic = core.update(self, state, "critic", critic_loss)
-
-    def gen_loss(params):
-      images, ms = self.fake_images(params, state.model_state,
-                                    self.sample_prior(state, keys[1], n))
-      logits, ms = self.critic_logits(state, params, ms, images, keys[4])
-      loss = penalties.generator_loss(logits)
-      return state.hparams["gen_weight"] * loss, ({"gen_loss": loss}, ms)
-
-    state, m_gen = core.update(self, state, "gen", gen_loss)
-    return state.replace(step=state.step + 1), {**m_critic, **m_gen}
+  def loss_gen(self, inputs, params, shared=None):
+    """Phase 2: gen_weight · −log D(G(z')) on fresh noise, D as phase 1 left it."""
+    del shared
+    state, keys = inputs.state, inputs.inputs["keys"]
+    n = inputs.inputs["x"].shape[0]
+    images, ms = self.fake_images(params, state.model_state,
+                                  self.sample_prior(state, keys[1], n))
+    logits, ms = self.critic_logits(state, params, ms, images, keys[4])
+    loss = penalties.generator_loss(logits)
+    return state.hparams["gen_weight"] * loss, ({"gen_loss": loss}, ms)

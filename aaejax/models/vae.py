@@ -84,7 +84,7 @@ class VAE(Autoencoder):
     return super().from_config(config, image_shape, posterior="gaussian", **fields)
 
   def phases(self):
-    return {"ae": ("encoder", "decoder")}
+    return (core.Phase("ae", ("encoder", "decoder"), self.loss_ae, lr_field="learning_rate"),)
 
   def default_hparams(self):
     return {"lr_ae": 1e-3, "beta": 1.0, "recon_weight": 1.0, "prior_scale": 1.0}
@@ -95,19 +95,15 @@ class VAE(Autoencoder):
   def prior_std(self, state):
     return state.hparams["prior_scale"] * self.prior.std
 
-  def train_step(self, state, batch, rng):
-    self.check_batch(batch)
-    x = self.inputs(batch)
-
-    def loss_fn(params):
-      heads, ms = self.encode_heads(params, state.model_state, x, rng)
-      recon, ms = self.reconstruction(params, ms, x, heads["z"])
-      kl = jnp.mean(gaussian_kl(heads["z_mean"], heads["z_logvar"], self.prior_std(state)))
-      loss = state.hparams["recon_weight"] * recon + state.hparams["beta"] * kl
-      return loss, ({"loss": loss, "recon_loss": recon, "kl": kl, "neg_elbo": recon + kl}, ms)
-
-    state, metrics = core.update(self, state, "ae", loss_fn)
-    return state.replace(step=state.step + 1), metrics
+  def loss_ae(self, inputs, params, shared=None):
+    """recon_weight · E_q[−log p(x|z)] + β · KL(q(z|x) ‖ p(z)), one reparameterised sample."""
+    del shared
+    state, x = inputs.state, self.inputs(inputs.batch)
+    heads, ms = self.encode_heads(params, state.model_state, x, inputs.rng)
+    recon, ms = self.reconstruction(params, ms, x, heads["z"])
+    kl = jnp.mean(gaussian_kl(heads["z_mean"], heads["z_logvar"], self.prior_std(state)))
+    loss = state.hparams["recon_weight"] * recon + state.hparams["beta"] * kl
+    return loss, ({"loss": loss, "recon_loss": recon, "kl": kl, "neg_elbo": recon + kl}, ms)
 
   # ---- likelihood (inference mode) -------------------------------------------------------
 

@@ -92,8 +92,10 @@ class WAE(Autoencoder):
     return super().from_config(config, image_shape, **fields)
 
   def phases(self):
-    ae = {"ae": ("encoder", "decoder")}
-    return {**ae, "critic": ("critic",)} if self.penalty == "gan" else ae
+    ae = core.Phase("ae", ("encoder", "decoder"), self.loss_ae, lr_field="learning_rate")
+    if self.penalty != "gan":
+      return (ae,)
+    return (core.Phase("critic", ("critic",), self.loss_critic), ae)
 
   def default_hparams(self):
     hp = {"lr_ae": 1e-3, "penalty_weight": 10.0, "recon_weight": 1.0, "prior_scale": 1.0,
@@ -115,36 +117,34 @@ class WAE(Autoencoder):
       return None
     return prior_log_density(z, state.hparams["prior_scale"] * self.prior.std)
 
-  def train_step(self, state, batch, rng):
-    self.check_batch(batch)
+  def prepare(self, state, batch, rng):
+    """The batch's images, the step's keys, and prior samples both phases share."""
     x = self.inputs(batch)
-    n = x.shape[0]
     keys = jax.random.split(rng, 6)
-    pz = self.sample_prior(state, keys[0], n)
-    metrics = {}
+    return {"x": x, "keys": keys, "pz": self.sample_prior(state, keys[0], x.shape[0])}
+
+  def loss_critic(self, inputs, params, shared=None):
+    """WAE-GAN's critic (first): prior samples real, the codes (held fixed) fake."""
+    del shared
+    state, x, keys = inputs.state, inputs.inputs["x"], inputs.inputs["keys"]
+    heads, _ = self.encode_heads(params, state.model_state, x, keys[1])
+    fake = self.latent_critic_logits(state, params, jax.lax.stop_gradient(heads["z"]), keys[2])
+    real = self.latent_critic_logits(state, params, inputs.inputs["pz"], keys[3])
+    loss = penalties.critic_loss(real, fake)
+    return loss, ({"critic_loss": loss, "critic_acc": penalties.critic_accuracy(real, fake)},
+                  state.model_state)
+
+  def loss_ae(self, inputs, params, shared=None):
+    """recon_weight · c(x, G(z)) + λ · D_Z(q(z), p(z))."""
+    del shared
+    state, x, keys = inputs.state, inputs.inputs["x"], inputs.inputs["keys"]
+    heads, ms = self.encode_heads(params, state.model_state, x, keys[4])
+    recon, ms = self.reconstruction(params, ms, x, heads["z"])
     if self.penalty == "gan":
-
-      def critic_loss(params):
-        heads, _ = self.encode_heads(params, state.model_state, x, keys[1])
-        fake = self.latent_critic_logits(state, params, jax.lax.stop_gradient(heads["z"]),
-                                         keys[2])
-        real = self.latent_critic_logits(state, params, pz, keys[3])
-        loss = penalties.critic_loss(real, fake)
-        return loss, ({"critic_loss": loss, "critic_acc": penalties.critic_accuracy(real, fake)},
-                      state.model_state)
-
-      state, metrics = core.update(self, state, "critic", critic_loss)
-
-    def ae_loss(params):
-      heads, ms = self.encode_heads(params, state.model_state, x, keys[4])
-      recon, ms = self.reconstruction(params, ms, x, heads["z"])
-      if self.penalty == "gan":
-        penalty = penalties.generator_loss(
-            self.latent_critic_logits(state, params, heads["z"], keys[5]))
-      else:
-        penalty = penalties.mmd(heads["z"], pz, self.penalty[4:], state.hparams["kernel_scale"])
-      loss = state.hparams["recon_weight"] * recon + state.hparams["penalty_weight"] * penalty
-      return loss, ({"loss": loss, "recon_loss": recon, "penalty": penalty}, ms)
-
-    state, m_ae = core.update(self, state, "ae", ae_loss)
-    return state.replace(step=state.step + 1), {**metrics, **m_ae}
+      penalty = penalties.generator_loss(
+          self.latent_critic_logits(state, params, heads["z"], keys[5]))
+    else:
+      penalty = penalties.mmd(heads["z"], inputs.inputs["pz"], self.penalty[4:],
+                              state.hparams["kernel_scale"])
+    loss = state.hparams["recon_weight"] * recon + state.hparams["penalty_weight"] * penalty
+    return loss, ({"loss": loss, "recon_loss": recon, "penalty": penalty}, ms)

@@ -30,18 +30,16 @@ flags.DEFINE_string("workdir", None, "A run of this config whose newest checkpoi
 def main(argv):
   del argv
   config = _CONFIG.value
-  train_np, test_np = train.load_splits(config)
-  model = models.create(config, train_np["image"].shape[1:])
-  test = data.DeviceDataset(test_np, None).arrays
-  subset = data.DeviceDataset(train.eval_subset(train.run_data(model, train_np, config.seed)[0]),
-                              None).arrays
+  run = train.build_run(config, mesh=False)
+  model = run.model
+  subset = data.DeviceDataset(train.eval_subset(run.data(config.seed)[0]), None).arrays
   state = jax.jit(model.init)(jax.random.key(config.seed),
                               models.hparams_from_config(model, config))
   if flags.FLAGS.workdir:
     ckpt = checkpoints.Checkpointer(os.path.join(flags.FLAGS.workdir, "checkpoints"), 1, 1)
     state, _ = ckpt.restore_latest(state, print)
     ckpt.close()
-  ev = evaluation.Evaluation(model, config, test)
+  ev = run.evaluation()
   print(f"{config.model} on {config.dataset}: {jax.devices()}; step {int(state.step)}")
   for e in ev.evaluators:
     for when in ("cold", "warm"):
