@@ -88,7 +88,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "num_devices": _int(0), "num_labeled": _int(0), "labeled_batch_size": _int(0),
     "num_clusters": _int(2), "num_classes": _int(2),
     "plots": _BOOL, "disable_progress": _BOOL, "batch_norm": _BOOL, "download": _BOOL,
-    "critic_log_prior": _BOOL,
+    "critic_log_prior": _BOOL, "label_adversary": _BOOL, "content_encoder": _BOOL,
     "data_dir": _STR, "cache_dir": _STR, "effnet_weights": _STR, "inception_weights": _STR,
     "prior_options": _DICT, "classifier_options": _DICT,
     "adam_b1": _number(0, 1, hi_open=True), "adam_b2": _number(0, 1, hi_open=True),

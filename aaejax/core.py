@@ -66,6 +66,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from jax.extend import core as jax_core
 
 Params = Mapping[str, Any]
 LossFn = Callable[[Params], tuple[jax.Array, tuple[dict, dict]]]
@@ -604,8 +605,17 @@ def update(model: Model, state: TrainState, phase: Phase | str, loss_fn: LossFn
 
 
 def _networks_of(phases: Sequence[Phase]) -> list[str]:
-  """The networks whose parameters ``phases`` train (a shared pass is linearised in them)."""
+  """The networks whose parameters ``phases`` train."""
   return sorted({_split(path)[0] for p in phases for path in p.trains})
+
+
+def _read_by(fn: Callable[[Params], Any], params: Params) -> set[str]:
+  """The top-level names of ``params`` whose leaves ``fn(params)`` reads (traced, not run)."""
+  jaxpr = jax.make_jaxpr(fn)(params).jaxpr
+  used = {v for eqn in jaxpr.eqns for v in eqn.invars if isinstance(v, jax_core.Var)}
+  used |= {v for v in jaxpr.outvars if isinstance(v, jax_core.Var)}
+  paths = [path for path, _ in jax.tree_util.tree_flatten_with_path(params)[0]]
+  return {path[0].key for path, var in zip(paths, jaxpr.invars) if var in used}
 
 
 def run_phases(model: Model, state: TrainState, batch: Mapping[str, Any], rng: jax.Array
@@ -627,11 +637,15 @@ def run_phases(model: Model, state: TrainState, batch: Mapping[str, Any], rng: j
     shared = pull_back = None
     if first.forward is not None:
       with jax.named_scope(first.name):
-        nets = _networks_of(group)
         ins = StepInputs(state, batch, rng, inputs)
-        shared, pull_back, model_state = jax.vjp(
-            lambda p: first.forward(ins, merge(state.params, p)), select(state.params, nets),
-            has_aux=True)
+        params = state.params
+
+        def forward(p, ins=ins, params=params):
+          return first.forward(ins, merge(params, p))
+
+        # Linearised only in the trained networks the pass reads (the critic's are not).
+        nets = sorted(_read_by(forward, select(params, _networks_of(group))))
+        shared, pull_back, model_state = jax.vjp(forward, select(params, nets), has_aux=True)
         state = state.replace(model_state=model_state)
     for phase in group:
       with jax.named_scope(phase.name):
@@ -641,13 +655,14 @@ def run_phases(model: Model, state: TrainState, batch: Mapping[str, Any], rng: j
         def loss(p, shared, phase=phase, ins=ins):
           return phase.loss(ins, merge(ins.state.params, p), shared)
 
-        if pull_back is None:
+        if pull_back is None or not set(_networks_of([phase])) & set(nets):
           (_, (m, model_state)), grads = jax.value_and_grad(loss, has_aux=True)(trained, shared)
         else:
           (_, (m, model_state)), (grads, shared_grads) = jax.value_and_grad(
               loss, argnums=(0, 1), has_aux=True)(trained, shared)
-          through = select(pull_back(shared_grads)[0], phase.trains)
-          grads = jax.tree.map(jnp.add, grads, through)
+          read = [path for path in phase.trains if _split(path)[0] in nets]
+          through = select(pull_back(shared_grads)[0], read)
+          grads = merge(grads, jax.tree.map(jnp.add, select(grads, read), through))
         state = apply_gradients(model, state, phase, grads)
         state = state.replace(model_state=model_state)
       metrics.update(m)

@@ -460,6 +460,39 @@ class DeviceDataset:
     return self.num_examples // batch_size
 
 
+
+def labeled_subset(num_labeled: int, num_classes: int):
+  """A stream source (:class:`aaejax.core.Stream` ``select``): the class-balanced subset of
+  ``num_labeled`` examples that the seed picks (:func:`balanced_labeled_subset`).
+
+  >>> train = {"image": np.arange(8)[:, None], "label": np.array([0, 1, 0, 1, 0, 1, 0, 1])}
+  >>> np.bincount(labeled_subset(4, 2)(train, 0)["label"]).tolist()
+  [2, 2]
+  """
+
+  def select(train, seed):
+    keep = balanced_labeled_subset(train["label"], num_labeled, num_classes, seed)
+    return {"image": np.asarray(train["image"])[keep], "label": np.asarray(train["label"])[keep]}
+
+  return select
+
+
+def unlabeled_rest(num_labeled: int, num_classes: int):
+  """A stream source: the images outside :func:`labeled_subset`'s pick, labels dropped.
+
+  >>> train = {"image": np.arange(8)[:, None], "label": np.array([0, 1, 0, 1, 0, 1, 0, 1])}
+  >>> sorted(unlabeled_rest(4, 2)(train, 0))
+  ['image']
+  """
+
+  def select(train, seed):
+    keep = balanced_labeled_subset(train["label"], num_labeled, num_classes, seed)
+    rest = np.setdiff1d(np.arange(len(train["label"])), keep)
+    return {"image": np.asarray(train["image"])[rest]}
+
+  return select
+
+
 def epoch_permutation(key: jax.Array, epoch: int | jax.Array, num_examples: int) -> jax.Array:
   """Returns the example order for ``epoch``; depends only on ``(key, epoch)``.
 

@@ -352,14 +352,13 @@ def _mmd_to_prior(ctx):
   return {"eval/mmd_to_prior": metrics.mmd_imq_blockwise(z, pz)}
 
 
-def _labelled(model, config) -> bool:
-  """Whether the run's data set has labels (CelebA has none)."""
+def labelled(model, config) -> bool:
+  """Whether the run's data set has labels (CelebA has none): an ``applies`` condition."""
   del model
-  from aaejax import data
   return data.has_labels(config.get("dataset", "mnist"))
 
 
-@register("knn_accuracy", {core.ENCODE}, applies=_labelled)
+@register("knn_accuracy", {core.ENCODE}, applies=labelled)
 def _knn_accuracy(ctx):
   # Training examples whose label is hidden (label < 0) do not vote.
   labelled = np.asarray(ctx.train["label"]) >= 0

@@ -212,12 +212,16 @@ def stream_sources(model, config, train_np: Mapping[str, np.ndarray]
   training split as ``(None, "train")``, any other source loaded and checked."""
   sources: dict = {(None, "train"): train_np}
   for name, stream in sorted(model.streams().items()):
-    key = (None if stream.dataset in (None, config.dataset) else stream.dataset, stream.split)
-    if key not in sources:
-      arrays = load_source(config, *key)
-      _check_source(arrays, stream.image_shape or getattr(model, "image_shape", None),
-                    f"stream {name!r}: {key[0] or config.dataset} {key[1]}")
-      sources[key] = arrays
+    key = (stream.dataset, stream.split)
+    if key in sources:
+      continue
+    if stream.dataset == config.dataset and stream.split == "train":
+      sources[key] = train_np
+      continue
+    arrays = load_source(config, *key)
+    _check_source(arrays, stream.image_shape or getattr(model, "image_shape", None),
+                  f"stream {name!r}: {stream.dataset or config.dataset} {stream.split}")
+    sources[key] = arrays
   return sources
 
 
@@ -268,8 +272,6 @@ def run_data(model, train_np: Mapping[str, np.ndarray], seed: int,
   streams = {}
   for name, s in model.streams().items():
     key = (s.dataset, s.split)
-    if key not in sources and (None, s.split) in sources and s.dataset is not None:
-      key = (None, s.split)  # the stream names the run's own data set
     if key not in sources:
       raise ValueError(f"stream {name!r} draws from {key}, not loaded (sources: "
                        f"{sorted(sources, key=str)}); see stream_sources.")

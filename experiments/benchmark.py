@@ -116,6 +116,7 @@ ALIASES = {
     "wae_gan": ("wae", {"penalty": "gan", "latent_dim": 8}),
     "vae": ("vae", {"latent_dim": 8}),
     "gan": ("gan", {}),
+    "triplegan": ("triplegan", {}),
 }
 IMAGE_SHAPE = (28, 28, 1)
 PENALTY_REPS = 20  # MMD evaluations per dispatch when timing the penalty alone

@@ -137,3 +137,105 @@ def test_every_registered_model_builds_from_its_config():
     assert type(model) is cls
     assert set(models.hparams_from_config(model, c)) <= set(model.default_hparams())
     assert model.capabilities() <= set(core.CAPABILITIES)
+
+
+class Dense(nn.Module):
+  @nn.compact
+  def __call__(self, x, train=True):
+    return nn.Dense(1, use_bias=False)(x)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class Linear(core.Model):
+  """One weight w, loss mean(w·x); phase options set by the test."""
+
+  phase_options: tuple = ()
+
+  def networks(self):
+    return {"net": (Dense(), ((2, 3),))}
+
+  def phases(self):
+    return (core.Phase("fit", ("net",), self.loss, lr_field="learning_rate",
+                       **dict(self.phase_options)),)
+
+  def default_hparams(self):
+    return {"lr_fit": 0.1, "num_steps": 10.0}
+
+  def loss(self, inputs, params, shared):
+    out, _ = self.apply("net", params, {}, inputs.batch["image"], train=True)
+    return 1e3 * jnp.mean(out), ({"progress": inputs.progress}, inputs.state.model_state)
+
+
+def test_phase_optimizer_settings_and_progress_schedules():
+  x = {"image": jnp.ones((2, 3))}
+  step = lambda m, s: jax.jit(m.train_step)(s, x, jax.random.key(0))
+  # A progress schedule multiplies the rate by its value at p = step / num_steps.
+  sched = Linear(phase_options=(("schedule", lambda p, hp: 1.0 / (1.0 + 10.0 * p) ** 0.75),))
+  state = sched.init(jax.random.key(0)).replace(step=jnp.asarray(5, jnp.int32))
+  assert float(core.progress(state)) == 0.5
+  np.testing.assert_allclose(core.learning_rate(sched, state, "fit"), 0.1 / 6 ** 0.75, rtol=1e-6)
+  _, m = step(sched, state)
+  assert float(m["progress"]) == 0.5
+  # Extending a run (num_steps raised, as on resume with a larger config) stretches the clock.
+  longer = state.replace(hparams={**state.hparams, "num_steps": jnp.asarray(20.0)})
+  assert float(core.progress(longer)) == 0.25
+  # Adam's first step moves each weight by lr whatever the gradient's size; clipping and b1
+  # are per phase (b1 shows in the optimizer state's first moment).
+  plain, clipped = Linear(), Linear(phase_options=(("clip_norm", 1.0), ("b1", 0.0)))
+  assert clipped.hparam_fields()["clip_fit"] == "clip_fit"
+  s0 = plain.init(jax.random.key(0))
+  s1 = clipped.init(jax.random.key(0))
+  a, b = step(plain, s0)[0], step(clipped, s1)[0]
+  w0 = s0.params["net"]["Dense_0"]["kernel"]
+  np.testing.assert_allclose(a.params["net"]["Dense_0"]["kernel"], w0 - 0.1, rtol=1e-5)
+  np.testing.assert_allclose(b.params["net"]["Dense_0"]["kernel"], w0 - 0.1, rtol=1e-5)
+  g = 1e3 / 2 * 2  # d(1e3 · mean over the 2 rows of w·1)/dw_i summed over rows: 1e3
+  np.testing.assert_allclose(a.opt_state["fit"].mu["net"]["Dense_0"]["kernel"], 0.1 * g, rtol=1e-5)
+  clipped_g = 1.0 / np.sqrt(3)  # the gradient (g, g, g) clipped to norm 1
+  np.testing.assert_allclose(b.opt_state["fit"].mu["net"]["Dense_0"]["kernel"], clipped_g, rtol=1e-5)
+  with pytest.raises(KeyError, match="num_steps"):
+    core.progress(state.replace(hparams={"lr_fit": jnp.asarray(0.1)}))
+  with pytest.raises(ValueError, match="clip_norm must be > 0"):
+    core.Phase("p", ("net",), None, clip_norm=0.0)
+
+
+@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+class TwoDomains(Linear):
+  """Draws a ``target`` stream from another data set; evaluates on its test split too."""
+
+  def streams(self):
+    return {"target": core.Stream(2, select=lambda a, seed: {"image": a["image"]},
+                                  dataset="other", split="train", image_shape=(2, 2, 3))}
+
+  def eval_splits(self):
+    return {"test": (None, "test"), "target_test": ("other", "test")}
+
+  def evaluators(self):
+    from aaejax import evaluation
+    count = lambda ctx: {"eval/target_count": int(ctx.split("target_test")["image"].shape[0])}
+    return (evaluation.Evaluator("target_count", frozenset(), count),)
+
+
+def test_streams_with_their_own_source_and_named_eval_splits():
+  from aaejax import evaluation
+  model = TwoDomains()
+  own = {"image": np.zeros((4, 2, 2, 1), np.uint8), "label": np.zeros(4, np.int32)}
+  other = {"image": np.full((6, 2, 2, 3), 7, np.uint8), "label": np.ones(6, np.int32)}
+  _, streams = train.run_data(model, own, 0, {("other", "train"): other})
+  assert set(streams["target"]) == {"image"} and streams["target"]["image"].shape == (6, 2, 2, 3)
+  with pytest.raises(ValueError, match="not loaded"):
+    train.run_data(model, own, 0)
+  # Each stream's images are checked against its own shape.
+  model.check_batch({"image": np.zeros((2, 3)), "target_image": np.zeros((2, 2, 2, 3))})
+  with pytest.raises(ValueError, match=r"batch\['target_image'\] has shape"):
+    model.check_batch({"image": np.zeros((2, 3)), "target_image": np.zeros((2, 2, 2, 1))})
+  # The model's own evaluators read its other splits; they can be skipped by name.
+  ev = evaluation.Evaluation(model, {}, {"image": jnp.zeros((4, 3))},
+                             {"target_test": {"image": jnp.zeros((5, 3))}})
+  assert ev.names == ["target_count"]
+  assert ev(model.init(jax.random.key(0)), {}, jax.random.key(0)) == {"eval/target_count": 5}
+  assert evaluation.select(model, {"skip_evaluators": ("target_count",)}) == []
+  with pytest.raises(ValueError, match="not given"):
+    evaluation.Evaluation(model, {}, {"image": jnp.zeros((4, 3))})
+  with pytest.raises(ValueError, match="unknown evaluators"):
+    evaluation.select(model, {"skip_evaluators": ("nope",)})

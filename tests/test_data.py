@@ -72,7 +72,7 @@ def test_read_idx_roundtrip(tmp_path, compress):
         b"\x00\x00\x08",  # Truncated header.
         b"\x00\x00\x0d\x01" + (2).to_bytes(4, "big") + b"\0" * 8,  # float32 dtype.
         b"garbage file",  # Bad magic.
-        gzip.compress(_idx_bytes(np.zeros((4,))))[:-6],  # Truncated gzip stream.
+        gzip.compress(_idx_bytes(np.zeros((4,))), mtime=0)[:-6],  # Truncated gzip stream.
     ],
 )
 def test_read_idx_corrupt(tmp_path, content):

@@ -216,7 +216,7 @@ def test_module_nets_load_their_weights(fake_nets, tmp_path):
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
-class ImageBank:
+class ImageBank(core.Model):
   """A 'generator' that draws its images from a fixed bank (uint8), as floats in [0, 1]."""
 
   bank: np.ndarray

@@ -17,9 +17,12 @@ from aaejax.config_checks import ConfigError
 from aaejax.core import Model, TrainState, lr_schedule
 from aaejax.models.aae import AAE
 from aaejax.models.aae_labels import (ClusteringAAE, DimReductionAAE, SemiSupervisedAAE,
-                                      StyleAAE, SupervisedPriorAAE)
+                                      SupervisedPriorAAE)
+from aaejax.models.aae_style import StyleAAE
 from aaejax.models.autoencoder import Autoencoder
+from aaejax.models.dann import DANN
 from aaejax.models.gan import GAN, AdversarialGenerator
+from aaejax.models.triplegan import TripleGAN
 from aaejax.models.vae import VAE
 from aaejax.models.wae import WAE, WAE_PENALTIES
 
@@ -27,7 +30,7 @@ MODELS: dict[str, type[Model]] = {
     "aae": AAE, "wae": WAE, "vae": VAE, "gan": GAN,
     "aae_supervised_prior": SupervisedPriorAAE, "aae_style": StyleAAE,
     "aae_semisupervised": SemiSupervisedAAE, "aae_clustering": ClusteringAAE,
-    "aae_dimreduction": DimReductionAAE}
+    "aae_dimreduction": DimReductionAAE, "dann": DANN, "triplegan": TripleGAN}
 
 
 def register(name: str, cls: type[Model]) -> None:
@@ -92,6 +95,6 @@ def hparams_from_config(model: Model, config: Mapping) -> dict[str, float]:
 
 
 __all__ = ["AAE", "WAE", "VAE", "GAN", "SupervisedPriorAAE", "StyleAAE", "SemiSupervisedAAE",
-           "ClusteringAAE", "DimReductionAAE", "WAE_PENALTIES", "Autoencoder",
-           "AdversarialGenerator", "Model", "TrainState", "MODELS", "create", "register",
-           "hparams_from_config", "lr_schedule"]
+           "ClusteringAAE", "DimReductionAAE", "DANN", "WAE_PENALTIES", "Autoencoder",
+           "AdversarialGenerator", "TripleGAN", "Model", "TrainState", "MODELS", "create",
+           "register", "hparams_from_config", "lr_schedule"]

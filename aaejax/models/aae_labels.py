@@ -1,6 +1,6 @@
 """Label-aware adversarial autoencoders (Makhzani et al. 2015, Sec. 3–6).
 
-Five models that use labels or learned categories, all :class:`~aaejax.models.aae.AAE`
+Models that use labels or learned categories, all :class:`~aaejax.models.aae.AAE`
 subclasses trained by the paper's sequence of phases, each phase one Adam update
 of its own networks (its own optimizer state, its own ``lr_<phase>``), all inside
 one pure ``train_step(state, batch, rng)``:
@@ -11,8 +11,9 @@ model                 what labels or categories do
 SupervisedPriorAAE    the critic sees one-hot(label) with an extra "unlabelled"
                       slot; real samples come from the label's mixture component
                       or swiss-roll segment (paper Fig. 4)
-StyleAAE              the decoder gets [z, one-hot(label)]; z is matched to a
-                      gaussian and holds only the style (Fig. 6)
+StyleAAE              (:mod:`aaejax.models.aae_style`) the decoder gets
+                      [z, one-hot(label)]; z is matched to a gaussian and holds
+                      only the style (Fig. 6)
 SemiSupervisedAAE     the encoder outputs y = softmax(y_logits) (matched to a
                       uniform categorical) and z (matched to a gaussian); the
                       decoder gets [z, y]; a cross-entropy phase on a labelled
@@ -82,14 +83,7 @@ def _require_labels(model, batch, key: str) -> None:
                      + f"; the batch has {sorted(batch)}.")
 
 
-def labeled_subset(num_labeled: int, num_classes: int):
-  """A stream source: the class-balanced subset of ``num_labeled`` examples chosen by the seed."""
-
-  def select(train, seed):
-    keep = data.balanced_labeled_subset(train["label"], num_labeled, num_classes, seed)
-    return {"image": np.asarray(train["image"])[keep], "label": np.asarray(train["label"])[keep]}
-
-  return select
+labeled_subset = data.labeled_subset  # the stream source of the labelled mini-batches
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
@@ -182,60 +176,6 @@ class SupervisedPriorAAE(AAE):
       return {}
     return {"labeled": core.Stream(self.labeled_batch_size,
                                    labeled_subset(self.num_labeled, self.prior.num_classes))}
-
-
-@dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
-class StyleAAE(AAE):
-  """Style/content disentanglement (Fig. 6): the decoder gets [z, one-hot(label)].
-
-  The label tells the decoder the digit, so the code z, matched to the
-  (gaussian) prior by the critic, is free to hold only the style. Training needs
-  every example's label.
-
-  Attributes:
-    num_classes: size of the label one-hot.
-  """
-
-  num_classes: int = 10
-
-  @classmethod
-  def from_config(cls, config, image_shape, **fields):
-    return super().from_config(config, image_shape, num_classes=int(config.get("num_classes", 10)),
-                               **fields)
-
-  def capabilities(self):
-    return super().capabilities() | {core.STYLE}
-
-  def decoder_input_dim(self):
-    return self.latent_dim + self.num_classes
-
-  def label_fields(self):
-    return {"label": (self.num_classes, False)}
-
-  def prepare(self, state, batch, rng):
-    """The AAE's step inputs; ``batch["label"]`` (integers in [0, num_classes)) is required."""
-    _require_labels(self, batch, "label")
-    return super().prepare(state, batch, rng)
-
-  def decoder_input(self, heads, labels=None):
-    """[z, one-hot(labels)]; ``labels`` integers in [0, num_classes), one per code."""
-    if labels is None:
-      raise ValueError("StyleAAE's decoder is conditioned on the label: pass labels.")
-    labels = core.check_labels(labels, self.num_classes, "labels", where=None,
-                               n=heads["z"].shape[0])
-    return jnp.concatenate([heads["z"], jax.nn.one_hot(labels, self.num_classes)], axis=-1)
-
-  def decode_with_labels(self, state, z, labels):
-    """Images decoded from style codes ``z`` (n, latent_dim) and class ``labels`` (n,)."""
-    z = core.check_codes(z, self.latent_dim)
-    return self.decode(state, self.decoder_input({"z": z}, labels))
-
-  def generate(self, state, rng, n):
-    """Images decoded from prior codes and uniformly drawn classes."""
-    n = core.check_count(n)
-    z_rng, y_rng = jax.random.split(rng)
-    labels = jax.random.randint(y_rng, (n,), 0, self.num_classes)
-    return self.decode_with_labels(state, self.sample_prior(state, z_rng, n), labels)
 
 
 def spread_heads(num_clusters: int, dim: int, spacing: float) -> np.ndarray:
