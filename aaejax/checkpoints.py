@@ -26,7 +26,7 @@ from typing import Any
 import jax
 import orbax.checkpoint as ocp
 
-from aaejax.config_checks import ConfigError
+from aaejax.errors import ConfigError
 from aaejax.guards import CheckpointFailed
 
 

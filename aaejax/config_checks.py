@@ -1,24 +1,24 @@
 """Config validation in one place: every known field's type and range, before any work.
 
 :func:`validate` checks the fields of an experiment config (a ``ConfigDict`` or a plain
-mapping) and raises :class:`ConfigError` (a ``ValueError``) for the first bad one, with a
-message that names the field, its value and what is expected::
+mapping) and raises :class:`~aaejax.errors.ConfigError` (a ``ValueError``) for the first
+bad one, with a message that names the field, its value and what is expected::
 
   config.learning_rate=-0.001: expected a positive number (a learning rate).
 
 It checks the fields it knows (those of ``experiments/configs/``, by name or by suffix:
 ``*learning_rate``, ``*_weight``, ``*_hidden``, ``*_channels``) and leaves others alone, so
-a config may carry fields of its own. :func:`aaejax.models.create` runs it before building
-a model, and turns the model's own complaints about the config (``ValueError``) into
-:class:`ConfigError` too; :func:`check` is the whole preflight of a run (fields, then the
-model for the dataset's images) that the command-line tools run before loading any data,
-and :func:`check_workdir` checks a run's output directory.
+a config may carry fields of its own. Fields that name a registered thing (``model``,
+``dataset``, ``prior``, ...) are checked against the names its caller passes: this module
+imports no registry. :func:`aaejax.models.validate` passes today's registries and
+:func:`aaejax.models.create` runs it before building a model (the whole preflight of a run
+is :func:`aaejax.models.check`); :func:`check_workdir` checks a run's output directory.
 
 Example:
 
   >>> validate({"model": "aae", "batch_size": 0})
   Traceback (most recent call last):
-  aaejax.config_checks.ConfigError: config.batch_size=0: expected an int >= 1.
+  aaejax.errors.ConfigError: config.batch_size=0: expected an int >= 1.
 """
 
 from __future__ import annotations
@@ -26,13 +26,14 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
+
+from aaejax.errors import ConfigError
 
 NETWORKS = ("mlp", "conv")
 
-
-class ConfigError(ValueError):
-  """A bad config field or run setting; the message names it, its value and what is expected."""
+# Field -> (what it names, the names it may take), e.g. {"model": ("model", ("aae", ...))}.
+Choices = Mapping[str, tuple[str, tuple[str, ...]]]
 
 
 def _items(config) -> dict[str, Any]:
@@ -115,31 +116,18 @@ def _pattern(field: str):
   return None
 
 
-def _choices() -> dict[str, tuple[str, tuple[str, ...]]]:
-  """Field -> (what it names, the known names): the registries as they are now."""
-  from aaejax import data, models, networks, priors
-  from aaejax.models import autoencoder
-  return {"model": ("model", tuple(sorted(models.MODELS))),
-          "dataset": ("dataset", tuple(data.SUPPORTED_DATASETS)),
-          "prior": ("prior", tuple(priors.names())),
-          "posterior": ("posterior", tuple(autoencoder.POSTERIORS)),
-          "network": ("network", NETWORKS),
-          "recon_loss": ("reconstruction loss", tuple(networks.RECON_LOSSES)),
-          "penalty": ("WAE penalty", tuple(models.WAE_PENALTIES)),
-          "compute_dtype": ("compute dtype", tuple(networks.COMPUTE_DTYPES))}
-
-
 def _show(field: str, value) -> str:
   if hasattr(value, "to_dict"):
     value = value.to_dict()
   return f"config.{field}={value!r}"
 
 
-def validate(config) -> None:
+def validate(config, choices: Choices | None = None) -> None:
   """Checks every known field of ``config``; raises :class:`ConfigError` for the first bad one.
 
-  Checked: ``model`` is present and registered; ``dataset``, ``prior``, ``posterior``,
-  ``network``, ``recon_loss``, ``penalty`` and ``compute_dtype`` name known things
+  Checked: ``model`` is present; each field of ``choices`` (``model``, ``dataset``,
+  ``prior``, ``posterior``, ``network``, ``recon_loss``, ``penalty``, ``compute_dtype`` as
+  :func:`aaejax.models.validate` passes them; ``network`` alone by default) names a known thing
   (``skip_evaluators`` is a tuple of names; which names, the model knows:
   :func:`aaejax.models.create` checks them); counts
   (``batch_size``, ``num_steps``, ``latent_dim``, …) are ints >= 1 (``num_devices``,
@@ -151,9 +139,10 @@ def validate(config) -> None:
   the classes) :func:`aaejax.models.create` reports. Cheap: no data, no device.
   """
   fields = _items(config)
-  choices = _choices()
+  choices = {"network": ("network", NETWORKS)} if choices is None else choices
   if "model" not in fields:
-    raise ConfigError(f"config.model is missing; expected one of {choices['model'][1]}.")
+    known = f"; expected one of {choices['model'][1]}" if "model" in choices else ""
+    raise ConfigError(f"config.model is missing{known}.")
   for field in sorted(fields, key=lambda f: (f != "model", f)):
     value = fields[field]
     if field in choices:
@@ -174,19 +163,6 @@ def validate(config) -> None:
                       f"{len(boundaries)} and {len(factors)}.")
   if any(b >= a for b, a in zip(boundaries, boundaries[1:])):
     raise ConfigError(f"config.lr_boundaries={boundaries}: expected increasing steps.")
-
-
-def check(config, image_shape=None):
-  """The preflight of a run: :func:`validate`, then the model built for the data's images.
-
-  ``image_shape`` defaults to the shape of ``config.dataset``'s images. Returns the model
-  (unused by the caller if it builds its own later). Raises :class:`ConfigError`.
-  """
-  from aaejax import data, models
-  validate(config)
-  if image_shape is None:
-    image_shape = data.IMAGE_SHAPES[config["dataset"] if "dataset" in config else "mnist"]
-  return models.create(config, image_shape)
 
 
 def check_workdir(workdir) -> str:

@@ -24,7 +24,7 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from aaejax import data, downloads
+from aaejax import batching, data, downloads
 
 CLASSIFIER_VERSION = 1  # Bump when the architecture or the training recipe changes.
 CACHE_DIR_ENV = downloads.CACHE_DIR_ENV
@@ -165,8 +165,7 @@ def predict_proba(params: Params, images: np.ndarray, batch_size: int = 1000) ->
     raise ValueError(f"images must have shape (n, 28, 28, 1), got {images.shape}")
   if not images.shape[0]:
     return np.zeros((0, DigitClassifier().num_classes), np.float32)
-  from aaejax import feature_nets  # (it imports this module lazily too)
-  return feature_nets.batched(lambda chunk: _proba_chunk(params, chunk), images, batch_size)
+  return batching.batched(lambda chunk: _proba_chunk(params, chunk), images, batch_size)
 
 
 def accuracy(params: Params, images: np.ndarray, labels: np.ndarray) -> float:

@@ -62,7 +62,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aaejax import core, data, metrics, priors as priors_lib
+from aaejax import batching, core, data, digits, feature_nets, metrics, parzen
+from aaejax import feature_distances as fdist
+from aaejax import priors as priors_lib
+from aaejax.errors import ConfigError
 
 EVAL_BATCH = 500  # examples per chunk of the per-example pass
 GENERATE_CHUNK = 1000  # images per jitted generator call
@@ -123,20 +126,6 @@ def select(model, config) -> list[Evaluator]:
           if e.needs <= caps and e.name not in skip and e.applies(model, config)]
 
 
-def _chunked(fn, arrays: Mapping[str, jax.Array], batch_size: int):
-  """Applies jittable ``fn(batch) -> dict`` over the leading axis in chunks, on device."""
-  n = next(iter(arrays.values())).shape[0]
-  usable = n - n % batch_size
-  out = None
-  if usable:
-    chunks = jax.tree.map(lambda a: a[:usable].reshape(-1, batch_size, *a.shape[1:]), arrays)
-    out = jax.tree.map(lambda a: a.reshape(-1, *a.shape[2:]), jax.lax.map(fn, chunks))
-  if usable < n:
-    rest = fn(jax.tree.map(lambda a: a[usable:], arrays))
-    out = rest if out is None else jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, rest)
-  return out
-
-
 def per_example(model, state, batch) -> dict[str, jax.Array]:
   """Per-example test quantities of a batch, as far as the model's capabilities go."""
   caps = model.capabilities()
@@ -155,8 +144,6 @@ def per_example(model, state, batch) -> dict[str, jax.Array]:
 
 def _check_feature_nets(evaluators, config) -> None:
   """A clear error, before training, for an evaluator whose feature net has no weights."""
-  from aaejax import feature_nets
-  from aaejax.config_checks import ConfigError
   for e in evaluators:
     for net in e.nets:
       try:
@@ -187,7 +174,7 @@ class Evaluation:
                        f"(splits: {sorted(self.splits)}).")
     self.evaluators = select(model, config)
     _check_feature_nets(self.evaluators, config)
-    self.outputs = jax.jit(lambda state, arrays: _chunked(
+    self.outputs = jax.jit(lambda state, arrays: batching.chunked(
         functools.partial(per_example, model, state), arrays, EVAL_BATCH))
 
   @property
@@ -272,13 +259,11 @@ class Context:
   def fake_features(self, net: str, n: int) -> np.ndarray:
     """(n, dim) features of :meth:`generated` images under feature net ``net`` (once per
     eval)."""
-    from aaejax import feature_nets
     if ("fake", net, n) not in self._cache:
       self._cache[("fake", net, n)] = feature_nets.embedder(net, self.config)(self.generated(n))
     return self._cache[("fake", net, n)]
 
   def _real_key(self, kind: str, net: str, n: int) -> dict:
-    from aaejax import feature_nets
     dataset = self.config.get("dataset", "mnist")
     # Where the test images come from (another copy or subset of a data set has other
     # statistics at the same n).
@@ -289,7 +274,6 @@ class Context:
             "version": FD_CACHE_VERSION}
 
   def _real_test_features(self, net: str, n: int) -> np.ndarray:
-    from aaejax import feature_nets
     if ("real", net, n) not in self._cache:
       self._cache[("real", net, n)] = feature_nets.embedder(net, self.config)(
           self.test["image"][:n])
@@ -297,7 +281,6 @@ class Context:
 
   def real_features(self, net: str, n: int) -> np.ndarray:
     """(n, dim) features of the first ``n`` test images, cached on disk."""
-    from aaejax import feature_distances as fdist
     return fdist.cached(self._real_key("features", net, n),
                         lambda: {"features": self._real_test_features(net, n)},
                         self.config.get("cache_dir") or None)["features"]
@@ -305,7 +288,6 @@ class Context:
   def real_stats(self, net: str, n: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`aaejax.feature_distances.gaussian_stats` of :meth:`real_features`, cached on
     disk (without the features themselves)."""
-    from aaejax import feature_distances as fdist
 
     def compute():
       mu, sigma = fdist.gaussian_stats(self._real_test_features(net, n))
@@ -490,7 +472,6 @@ def _generate(model, state, rng, n):
 @register("mode_coverage", {core.GENERATE}, applies=_mnist_like)
 def _mode_coverage(ctx):
   """Classes of ``mode_coverage_samples`` generated images, by the project's digit classifier."""
-  from aaejax import digits  # trains (once, cached) the classifier on the run's data set
 
   n = int(ctx.config.get("mode_coverage_samples", 10_000))
   params = digits.load_or_train(ctx.config.dataset, ctx.config.get("data_dir") or None,
@@ -508,7 +489,6 @@ def _sample_counts(ctx) -> tuple[int, int]:
 
 def _frechet(ctx, net: str, metric: str) -> dict[str, float]:
   """Fréchet distance of feature net ``net`` between generated and test images."""
-  from aaejax import feature_distances as fdist
   n_fake, n_real = _sample_counts(ctx)
   mu_r, sigma_r = ctx.real_stats(net, n_real)
   mu_g, sigma_g = fdist.gaussian_stats(ctx.fake_features(net, n_fake))
@@ -531,7 +511,6 @@ def _fd_effnet(ctx):
 @register("kid_effnet", {core.GENERATE}, applies=_not_mnist_like, nets=("effnet",))
 def _kid_effnet(ctx):
   """KID in EfficientNet-Lite0's features: mean and spread over ``kid_subsets`` subsets."""
-  from aaejax import feature_distances as fdist
   n_fake, n_real = _sample_counts(ctx)
   mean, std = fdist.kernel_distance(
       ctx.real_features("effnet", n_real), ctx.fake_features("effnet", n_fake),
@@ -564,7 +543,6 @@ def _parzen_ll(ctx):
   mean log-likelihood of the last ``parzen_validation`` training images; the mean and
   standard error over the first ``parzen_test`` test images.
   """
-  from aaejax import parzen
   cfg = ctx.config
   samples = _flat_unit(ctx.generated(int(cfg.get("parzen_samples", 10_000))))
   train = data.load_numpy(cfg.get("dataset", "mnist"), "train", cfg.get("data_dir") or None,

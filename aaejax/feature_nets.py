@@ -32,7 +32,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-CHUNK = 250  # images per jitted call
+from aaejax import digits
+from aaejax.batching import batched
+
 
 Embed = Callable[[Any], np.ndarray]
 
@@ -64,27 +66,6 @@ def _to_float(images: jax.Array) -> jax.Array:
   return images.astype(jnp.float32)
 
 
-def batched(fn: Callable[[jax.Array], jax.Array], images, chunk: int = CHUNK) -> np.ndarray:
-  """``fn`` (jitted, (b, H, W, C) → (b, dim)) over ``images`` in chunks of ``chunk``.
-
-  The last chunk is zero-padded to ``chunk`` rows (then cut), so ``fn`` compiles once.
-  Images stay where they are (device arrays are sliced on device). Returns float32 numpy.
-  """
-  n = images.shape[0]
-  if n == 0:
-    raise ValueError("no images to embed")
-  b = max(1, min(chunk, n))
-  out = []
-  for start in range(0, n, b):
-    part = images[start:start + b]
-    m = part.shape[0]
-    if m < b:
-      part = jnp.concatenate([jnp.asarray(part),
-                              jnp.zeros((b - m,) + tuple(part.shape[1:]), part.dtype)])
-    out.append(np.asarray(fn(part), np.float32)[:m])
-  return np.concatenate(out)
-
-
 def _file_identity(path: str) -> str:
   """``path`` with its size and mtime (a replaced weights file gets new cache entries)."""
   path = os.path.abspath(os.path.expanduser(path))
@@ -102,7 +83,6 @@ def _get(config, name, default=None):
 
 
 def _digits_params(config):
-  from aaejax import digits
   return digits.load_or_train(_get(config, "dataset", "mnist"), _get(config, "data_dir") or None,
                               _get(config, "cache_dir") or None,
                               **dict(_get(config, "classifier_options", {}) or {}))
@@ -110,7 +90,6 @@ def _digits_params(config):
 
 @jax.jit
 def _digit_features(variables, images):
-  from aaejax import digits
   return digits.DigitClassifier().apply(variables, _to_float(images), features=True)[1]
 
 
@@ -120,7 +99,6 @@ def _load_digits(config) -> Embed:
 
 
 def _digits_identity(config) -> str:
-  from aaejax import digits
   path = digits._cache_path(_get(config, "dataset", "mnist"), _get(config, "cache_dir") or None,
                             dict(_get(config, "classifier_options", {}) or {}))
   return os.path.basename(path)  # dataset, classifier version and training settings

@@ -35,7 +35,7 @@ import json
 import os
 from typing import Any, Mapping
 
-from aaejax.config_checks import ConfigError
+from aaejax.errors import ConfigError
 
 # Fields a resumed run may change freely: the loop's schedule and bookkeeping, not the math.
 RESUMABLE_FIELDS = frozenset({

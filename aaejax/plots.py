@@ -232,3 +232,43 @@ def loss_curves(path, metrics_rows: Sequence[Mapping[str, float]], keys: Sequenc
     ax.grid(alpha=0.3)
   axes[-1, 0].set_xlabel("step")
   return _save(fig, path)
+
+
+def pca_2d(x: np.ndarray) -> np.ndarray:
+  """(n, 2) projection of ``x`` (n, d) on its first two principal components."""
+  x = np.asarray(x, np.float64)
+  x = x - x.mean(axis=0)
+  _, _, vt = np.linalg.svd(x, full_matrices=False)
+  return x @ vt[:2].T
+
+
+def features_pca_plot(path, source_features, target_features, source_labels=None,
+                      target_labels=None, source_name: str = "source",
+                      target_name: str = "target", title: str = "") -> str:
+  """Joint 2-D PCA of two sets' features (e.g. two domains): coloured by set (left) and,
+  given both label arrays, by class (right; source dots, target crosses). 1100 × 500
+  pixels; returns ``path``."""
+  ns = len(source_features)
+  z = pca_2d(np.concatenate([source_features, target_features]))
+  fig, axes = plt.subplots(1, 2, figsize=(11, 5), layout="constrained")
+  axes[0].scatter(z[:ns, 0], z[:ns, 1], s=3, alpha=0.5, linewidths=0, label=source_name)
+  axes[0].scatter(z[ns:, 0], z[ns:, 1], s=3, alpha=0.5, linewidths=0, label=target_name)
+  axes[0].legend(markerscale=4)
+  axes[0].set_title("by domain")
+  if source_labels is not None and target_labels is not None:
+    cmap = plt.get_cmap("tab10", 10)
+    kw = dict(cmap=cmap, vmin=-0.5, vmax=9.5, alpha=0.6)
+    axes[1].scatter(z[:ns, 0], z[:ns, 1], c=np.asarray(source_labels), s=3, marker="o",
+                    linewidths=0, **kw)
+    points = axes[1].scatter(z[ns:, 0], z[ns:, 1], c=np.asarray(target_labels), s=6,
+                             marker="x", linewidths=0.5, **kw)
+    fig.colorbar(points, ax=axes[1], ticks=range(10), label="digit")
+    axes[1].set_title("by digit (source o, target x)")
+  for ax in axes:
+    ax.set_xlabel("PC 1")
+    ax.set_ylabel("PC 2")
+  fig.suptitle(title)
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  fig.savefig(path, dpi=100, format="png")
+  plt.close(fig)
+  return path

@@ -38,7 +38,7 @@ EVAL_TRAIN_CODES = 10_000  # training codes that the kNN classifier searches
 
 def _validate(config):
   """Checks every field of ``config`` and builds its model (:class:`ConfigError`); returns it."""
-  model = config_checks.check(config)
+  model = models.check(config)
   for field in ("num_steps", "batch_size", "log_every", "eval_every", "checkpoint_every",
                 "max_checkpoints"):
     if field in config and int(config[field]) < 1:

@@ -33,7 +33,8 @@ from typing import Callable, Sequence
 from absl import flags
 
 from aaejax import data, guards
-from aaejax.config_checks import ConfigError, check_workdir
+from aaejax.config_checks import check_workdir
+from aaejax.errors import ConfigError
 
 HELP_FLAGS = ("-h", "-help", "--help", "-helpshort", "--helpshort", "-helpfull", "--helpfull",
               "-?")

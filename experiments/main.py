@@ -19,7 +19,7 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 import cli
-from aaejax import config_checks
+from aaejax import models
 
 
 def define_flags(fv: flags.FlagValues, argv=None) -> None:
@@ -42,7 +42,7 @@ def define_flags(fv: flags.FlagValues, argv=None) -> None:
 
 def main(fv: flags.FlagValues) -> None:
   """Checks the config (before any data is read), then trains (the loop checks the data)."""
-  config_checks.check(fv.config)
+  models.check(fv.config)
   logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint write at INFO.
   from aaejax import distributed, train
   if fv.multiprocess or fv.coordinator_address:

@@ -20,7 +20,8 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 import cli
-from aaejax import config_checks
+from aaejax import models
+from aaejax.errors import ConfigError
 
 
 def define_flags(fv: flags.FlagValues, argv=None) -> None:
@@ -41,11 +42,11 @@ flags.mark_flags_as_required(["config", "workdir", "grid"])
 def check(fv: flags.FlagValues) -> None:
   """The config and the grid, before any data is read; raises ConfigError."""
   from aaejax import sweeps
-  model = config_checks.check(fv.config)
+  model = models.check(fv.config)
   try:
     sweeps.parse_grid(fv.grid, fv.config, model)
   except ValueError as e:
-    raise config_checks.ConfigError(f"--grid: {e}") from e
+    raise ConfigError(f"--grid: {e}") from e
 
 
 def main(argv, fv: flags.FlagValues = FLAGS) -> None:

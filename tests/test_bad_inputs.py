@@ -8,7 +8,7 @@ Every case is a row of a table, :data:`CASES`; one parametrized test runs each k
 - ``"data"``: a data file made bad (copies of the real MNIST test files under
   ``$AAEJAX_DATA_DIR``, synthetic IDX files without them); ``run(data_dir)`` gets a fresh
   copy to spoil and load;
-- ``"config"``: a config field, through :func:`aaejax.config_checks.check`; ``run()``;
+- ``"config"``: a config field, through :func:`aaejax.models.check`; ``run()``;
 - ``"cli"``: a command line of ``experiments/main.py``, run in-process (``main.run``);
   ``argv`` may hold ``{tmp}`` (a fresh directory, with a regular ``{tmp}/file`` in it) and
   ``{data}`` (a data dir whose train labels are corrupt); ``code`` is the exit code, and
@@ -37,7 +37,7 @@ import numpy as np
 import pytest
 
 from aaejax import config_checks, core, data, models, networks, sweeps
-from aaejax.config_checks import ConfigError
+from aaejax.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHAPE = (4, 4, 1)  # tiny images: the checks run before any network does
@@ -323,7 +323,7 @@ def config(name="aae_unsupervised", arg=None, **fields):
 
 
 def checked(name="aae_unsupervised", **fields):
-  return lambda: config_checks.check(config(name, **fields))
+  return lambda: models.check(config(name, **fields))
 
 
 CONFIG_CASES = [

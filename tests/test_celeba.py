@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from aaejax import celeba, data, evaluation, models
-from aaejax.config_checks import ConfigError
+from aaejax.errors import ConfigError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                 "experiments"))
@@ -191,9 +191,8 @@ def test_label_less_run_trains_evaluates_and_plots(tmp_path, monkeypatch):
     ("aae_unsupervised", "celeba"), ("aae_unsupervised", "celeba_cpu")])
 def test_celeba_configs_build_the_papers_nets(file, variant):
   import importlib
-  from aaejax import config_checks
   c = importlib.import_module(f"configs.{file}").get_config(variant)
-  model = config_checks.check(c)  # the preflight: fields, then the model for 64x64x3
+  model = models.check(c)  # the preflight: fields, then the model for 64x64x3
   assert c.dataset == "celeb_a" and c.batch_size == 100 and c.adam_b1 == 0.5
   width = (8, 16, 32, 64) if "cpu" in variant else (128, 256, 512, 1024)
   nets = model.networks()

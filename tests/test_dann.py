@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from _configs import small_config
-from aaejax import checkpoints, core, evaluation, guards, models, train
+from aaejax import checkpoints, core, evaluation, guards, models, plots, train
 from aaejax.models import dann
 
 BATCH = 50
@@ -193,11 +193,11 @@ def test_evaluators_on_a_controlled_state(model):
 
 def test_features_pca_plot(tmp_path):
   r = np.random.default_rng(0)
-  path = dann.features_pca_plot(str(tmp_path / "f.png"), r.normal(size=(50, 8)),
+  path = plots.features_pca_plot(str(tmp_path / "f.png"), r.normal(size=(50, 8)),
                                 r.normal(size=(40, 8)) + 3, np.arange(50) % 10,
                                 np.arange(40) % 10, title="t")
   assert os.path.getsize(path) > 1000
-  z = dann.pca_2d(np.c_[np.arange(10.0), np.zeros(10), np.ones(10)])
+  z = plots.pca_2d(np.c_[np.arange(10.0), np.zeros(10), np.ones(10)])
   np.testing.assert_allclose(np.abs(z[:, 0]), np.abs(np.arange(10.0) - 4.5), atol=1e-9)
 
 

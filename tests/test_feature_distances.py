@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from aaejax import core, digits, evaluation, feature_distances as fdist, feature_nets
+from aaejax import batching, core, digits, evaluation, feature_distances as fdist, feature_nets
 
 
 def random_cov(rng, d, rank=None):
@@ -162,7 +162,7 @@ def test_digits_net_chunks_and_dtypes(random_digits):
   one = digits.DigitClassifier().apply(random_digits, images[:1] / 255.0, features=True)[1]
   np.testing.assert_allclose(f[:1], one, rtol=1e-4, atol=1e-5)
   np.testing.assert_allclose(embed(images.astype(np.float32) / 255.0), f, rtol=1e-5, atol=1e-6)
-  chunked = feature_nets.batched(
+  chunked = batching.batched(
       lambda x: feature_nets._digit_features(random_digits, x), images, chunk=3)
   np.testing.assert_allclose(chunked, f, rtol=1e-5, atol=1e-6)
   assert "digits-mnist-v1" in feature_nets.get("digits").identity(config)

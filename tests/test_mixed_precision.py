@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from aaejax import models, networks
-from aaejax.config_checks import ConfigError
+from aaejax.errors import ConfigError
 
 SHAPE = (16, 16, 3)
 

@@ -12,14 +12,14 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from aaejax import config_checks, data, evaluation
-from aaejax.config_checks import ConfigError
+from aaejax import config_checks, data, evaluation, networks, priors
 from aaejax.core import Model, TrainState, lr_schedule
+from aaejax.errors import ConfigError
 from aaejax.models.aae import AAE
 from aaejax.models.aae_labels import (ClusteringAAE, DimReductionAAE, SemiSupervisedAAE,
                                       SupervisedPriorAAE)
 from aaejax.models.aae_style import StyleAAE
-from aaejax.models.autoencoder import Autoencoder
+from aaejax.models.autoencoder import POSTERIORS, Autoencoder
 from aaejax.models.dann import DANN
 from aaejax.models.gan import GAN, AdversarialGenerator
 from aaejax.models.triplegan import TripleGAN
@@ -38,15 +38,47 @@ def register(name: str, cls: type[Model]) -> None:
   MODELS[name] = cls
 
 
+def choices() -> config_checks.Choices:
+  """The config fields that name a registered thing, with the names known now."""
+  return {"model": ("model", tuple(sorted(MODELS))),
+          "dataset": ("dataset", tuple(data.SUPPORTED_DATASETS)),
+          "prior": ("prior", tuple(priors.names())),
+          "posterior": ("posterior", tuple(POSTERIORS)),
+          "network": ("network", config_checks.NETWORKS),
+          "recon_loss": ("reconstruction loss", tuple(networks.RECON_LOSSES)),
+          "penalty": ("WAE penalty", tuple(WAE_PENALTIES)),
+          "compute_dtype": ("compute dtype", tuple(networks.COMPUTE_DTYPES))}
+
+
+def validate(config) -> None:
+  """:func:`aaejax.config_checks.validate` against today's registries (:func:`choices`).
+
+  >>> validate({"model": "aea"})
+  Traceback (most recent call last):
+  aaejax.errors.ConfigError: config.model='aea': unknown model 'aea'; expected one of ('aae', 'aae_clustering', 'aae_dimreduction', 'aae_semisupervised', 'aae_style', 'aae_supervised_prior', 'dann', 'gan', 'triplegan', 'vae', 'wae').
+  """
+  config_checks.validate(config, choices())
+
+
+def check(config, image_shape=None) -> Model:
+  """The preflight of a run: the fields (:func:`validate`), then the model built for the
+  data's images (``image_shape`` defaults to the shape of ``config.dataset``'s images).
+  Cheap: no data is loaded. Raises :class:`~aaejax.errors.ConfigError`."""
+  validate(config)
+  if image_shape is None:
+    image_shape = data.IMAGE_SHAPES[config["dataset"] if "dataset" in config else "mnist"]
+  return create(config, image_shape)
+
+
 def create(config, image_shape) -> Model:
   """Builds the model named by ``config.model`` for images of ``image_shape``.
 
-  The config's fields are checked first (:func:`aaejax.config_checks.validate`); what the
-  model's ``from_config`` then rejects (a ``ValueError`` or ``TypeError``, e.g. a
-  ``num_labeled`` that is not a multiple of the classes, an unknown prior option) is
-  raised as a :class:`~aaejax.config_checks.ConfigError` too, naming the model.
+  The config's fields are checked first (:func:`validate`); what the model's
+  ``from_config`` then rejects (a ``ValueError`` or ``TypeError``, e.g. a ``num_labeled``
+  that is not a multiple of the classes, an unknown prior option) is raised as a
+  :class:`~aaejax.errors.ConfigError` too, naming the model.
   """
-  config_checks.validate(config)
+  validate(config)
   name = config["model"]
   if name not in MODELS:
     raise ConfigError(f"unknown model {name!r}; known models: {sorted(MODELS)}.")
@@ -78,7 +110,7 @@ def check_labels_available(model: Model, config: Mapping) -> None:
   >>> check_labels_available(SupervisedPriorAAE(image_shape=(64, 64, 3), latent_dim=2),
   ...                        {"model": "aae_supervised_prior", "dataset": "celeb_a"})
   Traceback (most recent call last):
-  aaejax.config_checks.ConfigError: config.model='aae_supervised_prior' reads labels (batch['label'], batch['labeled_label']) but config.dataset='celeb_a' has none; use a model that reads no labels (e.g. aae, wae, vae, gan).
+  aaejax.errors.ConfigError: config.model='aae_supervised_prior' reads labels (batch['label'], batch['labeled_label']) but config.dataset='celeb_a' has none; use a model that reads no labels (e.g. aae, wae, vae, gan).
   """
   dataset = config.get("dataset") if hasattr(config, "get") else None
   fields = model.label_fields()
@@ -97,4 +129,4 @@ def hparams_from_config(model: Model, config: Mapping) -> dict[str, float]:
 __all__ = ["AAE", "WAE", "VAE", "GAN", "SupervisedPriorAAE", "StyleAAE", "SemiSupervisedAAE",
            "ClusteringAAE", "DimReductionAAE", "DANN", "WAE_PENALTIES", "Autoencoder",
            "AdversarialGenerator", "TripleGAN", "Model", "TrainState", "MODELS", "create",
-           "register", "hparams_from_config", "lr_schedule"]
+           "register", "hparams_from_config", "lr_schedule", "validate", "check", "choices"]

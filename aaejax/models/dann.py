@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 from typing import Any, Sequence
 
 import flax.linen as nn
@@ -60,7 +59,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from aaejax import core, evaluation, figures, networks
+from aaejax import batching, core, evaluation, figures, networks, plots
 
 TARGET_DATASET = "mnist_m_style"
 TARGET_SHAPE = (28, 28, 3)
@@ -385,7 +384,7 @@ def _eval_outputs(model, state, images):
   """Label and domain logits of ``images``, chunked over :data:`aaejax.evaluation.EVAL_BATCH`."""
   fn = lambda b: {k: v for k, v in model.domain_outputs(state, b["image"]).items()
                   if k != "features"}
-  return evaluation._chunked(fn, {"image": images}, evaluation.EVAL_BATCH)
+  return batching.chunked(fn, {"image": images}, evaluation.EVAL_BATCH)
 
 
 def _split_outputs(ctx, split: str) -> dict[str, np.ndarray]:
@@ -424,46 +423,6 @@ EVALUATORS = (
 # ---- the figure ---------------------------------------------------------------------------------
 
 
-def pca_2d(x: np.ndarray) -> np.ndarray:
-  """(n, 2) projection of ``x`` (n, d) on its first two principal components."""
-  x = np.asarray(x, np.float64)
-  x = x - x.mean(axis=0)
-  _, _, vt = np.linalg.svd(x, full_matrices=False)
-  return x @ vt[:2].T
-
-
-def features_pca_plot(path, source_features, target_features, source_labels=None,
-                      target_labels=None, title: str = "") -> str:
-  """Joint 2-D PCA of source and target features: coloured by domain (left) and by digit
-  (right; source dots, target crosses). 1100 × 500 pixels."""
-  import matplotlib.pyplot as plt
-  from aaejax import plots  # noqa: F401  (chooses the Agg backend)
-  ns = len(source_features)
-  z = pca_2d(np.concatenate([source_features, target_features]))
-  fig, axes = plt.subplots(1, 2, figsize=(11, 5), layout="constrained")
-  axes[0].scatter(z[:ns, 0], z[:ns, 1], s=3, alpha=0.5, linewidths=0, label="source (MNIST)")
-  axes[0].scatter(z[ns:, 0], z[ns:, 1], s=3, alpha=0.5, linewidths=0, label="target")
-  axes[0].legend(markerscale=4)
-  axes[0].set_title("by domain")
-  if source_labels is not None and target_labels is not None:
-    cmap = plt.get_cmap("tab10", 10)
-    kw = dict(cmap=cmap, vmin=-0.5, vmax=9.5, alpha=0.6)
-    axes[1].scatter(z[:ns, 0], z[:ns, 1], c=np.asarray(source_labels), s=3, marker="o",
-                    linewidths=0, **kw)
-    points = axes[1].scatter(z[ns:, 0], z[ns:, 1], c=np.asarray(target_labels), s=6,
-                             marker="x", linewidths=0.5, **kw)
-    fig.colorbar(points, ax=axes[1], ticks=range(10), label="digit")
-    axes[1].set_title("by digit (source o, target x)")
-  for ax in axes:
-    ax.set_xlabel("PC 1")
-    ax.set_ylabel("PC 2")
-  fig.suptitle(title)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  fig.savefig(path, dpi=100, format="png")
-  plt.close(fig)
-  return path
-
-
 @functools.partial(jax.jit, static_argnums=0)
 def _features(model, state, images):
   return model.extract(state, images)
@@ -474,10 +433,10 @@ def _features_pca(c):
   fs = np.asarray(_features(c.model, c.state, source["image"][:PCA_POINTS]))
   ft = np.asarray(_features(c.model, c.state, target["image"][:PCA_POINTS]))
   lam = float(c.model.grl_lambda(core.progress(c.state), c.state.hparams))
-  return [features_pca_plot(c.path("features_pca.png"), fs, ft,
+  return [plots.features_pca_plot(c.path("features_pca.png"), fs, ft,
                             np.asarray(source["label"][:PCA_POINTS]),
                             np.asarray(target["label"][:PCA_POINTS]),
-                            title=f"G_f test features, PCA (step {int(c.state.step)}, "
+                            source_name="source (MNIST)", title=f"G_f test features, PCA (step {int(c.state.step)}, "
                                   f"λ = {lam:.2f})")]
 
 
