@@ -3,14 +3,14 @@ a short real-data run, bad batches, and one tiny end-to-end run with an exact re
 
 import json
 import os
-import signal
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-
 from _configs import small_config
+from _faults import sigterm_after_step
+
 from aaejax import checkpoints, core, evaluation, guards, models, plots, train
 from aaejax.models import dann
 
@@ -262,22 +262,10 @@ def test_run_and_exact_resume(mnist_dir, tmp_path, monkeypatch):
   assert 0.0 <= result["eval/domain_critic_accuracy"] <= 1.0
   assert (tmp_path / "straight" / "plots" / "features_pca.png").stat().st_size > 1000
   resumed = tmp_path / "resumed"
-  make = train.make_train_fn
-
-  def signalling(*args, **kwargs):
-    fn = make(*args, **kwargs)
-
-    def step_fn(state, *rest):
-      out = fn(state, *rest)
-      if int(out[0].step) == 3:
-        os.kill(os.getpid(), signal.SIGTERM)
-      return out
-    return step_fn
-
-  monkeypatch.setattr(train, "make_train_fn", signalling)
+  undo = sigterm_after_step(monkeypatch, 3)
   with pytest.raises(guards.Preempted, match="at step 3"):
     train.train_and_evaluate(dann_config(), str(resumed))
-  monkeypatch.setattr(train, "make_train_fn", make)
+  undo()
   train.train_and_evaluate(dann_config(), str(resumed))
 
   def final(workdir):

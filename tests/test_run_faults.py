@@ -16,10 +16,11 @@ import threading
 import jax
 import numpy as np
 import pytest
-
 from _configs import ROOT
-from aaejax import checkpoints, guards, history, sweeps, train
+from _faults import sigterm_after_step
 from test_train import final_state, rows, tiny_config
+
+from aaejax import checkpoints, guards, history, sweeps, train
 
 
 def same_state(a, b) -> bool:
@@ -93,24 +94,12 @@ def test_sweep_marks_a_diverged_member_and_finishes_the_others(mnist_dir, tmp_pa
 
 def test_sigterm_saves_and_resume_is_bit_identical(mnist_dir, tmp_path, straight, monkeypatch):
   c = tiny_config()
-  make = train.make_train_fn
-
-  def signalling(*args, **kwargs):
-    fn = make(*args, **kwargs)
-
-    def step_fn(state, *rest):
-      out = fn(state, *rest)
-      if int(out[0].step) == 5:
-        os.kill(os.getpid(), signal.SIGTERM)
-      return out
-    return step_fn
-
-  monkeypatch.setattr(train, "make_train_fn", signalling)
+  undo = sigterm_after_step(monkeypatch, 5)
   with pytest.raises(guards.Preempted, match="preempted by SIGTERM at step 5") as e:
     train.train_and_evaluate(c, str(tmp_path))
   assert e.value.exit_code == 128 + signal.SIGTERM
   assert ckpt_steps(tmp_path) == [4, 5]
-  monkeypatch.setattr(train, "make_train_fn", make)
+  undo()
   train.train_and_evaluate(c, str(tmp_path))
   assert same_state(final_state(c, straight), final_state(c, str(tmp_path)))
   strip = lambda rs: [{k: v for k, v in r.items() if k != "train/steps_per_sec"} for r in rs]
