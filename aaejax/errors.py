@@ -1,7 +1,7 @@
 """The error type of a user's mistake in a config or a run setting.
 
 A leaf module (it imports nothing of aaejax), so that every floor can raise it: the field
-checks (:mod:`aaejax.config_checks`), the model registry, the evaluators, checkpoints and
+checks (:mod:`aaejax.core.config_checks`), the model registry, the evaluators, checkpoints and
 run histories. The command-line tools print its message without a traceback.
 """
 

@@ -13,7 +13,7 @@ Prints one table, a row per (model, K):
   after compilation (done ahead of time, reported apart) and ``--warmup`` steps;
 - ms/step: the time of one compiled step (all K members);
 - GFLOP/step: the dense/conv multiply-adds (×2) of every phase, forward and
-  backward, counted on the step's jaxpr by :mod:`aaejax.flops` (per phase in
+  backward, counted on the step's jaxpr by :mod:`aaejax.run.flops` (per phase in
   the JSON);
 - GFLOP/s and % peak: achieved rate, and its fraction of the float32 matmul
   rate of this machine, measured in the same run: before each timed window the
@@ -25,14 +25,14 @@ Prints one table, a row per (model, K):
   at the row's batch size (median over windows); a line under the table checks
   it at ``--penalty_batch`` (256: must stay under 10 %).
 
-The step is the training loop's own (:func:`aaejax.train.make_train_fn`: one
+The step is the training loop's own (:func:`aaejax.run.builder.make_train_fn`: one
 compiled program for all phases, the batch gathered from a device-resident
 dataset, the model's streams drawn on device, the state donated, no host round
 trip); a sweep (``--sweep=K``) is the sweep loop's own
-(:func:`aaejax.sweeps.make_sweep_fn`) over K states stacked by
+(:func:`aaejax.run.sweeps.make_sweep_fn`) over K states stacked by
 ``jax.vmap(model.init)`` (seeds 0..K-1), compiled as one program for all K with
-``aaejax.train.jit_step(..., vmapped=True)`` (on CPU each member gets its own
-copy of the permutation, so of the batch, as in :func:`aaejax.sweeps.run_sweep`).
+``aaejax.run.builder.jit_step(..., vmapped=True)`` (on CPU each member gets its own
+copy of the permutation, so of the batch, as in :func:`aaejax.run.sweeps.run_sweep`).
 
 A line under the table gives the ceiling the matmul shapes themselves allow:
 a ``--hidden``-wide square layer's three matmuls at the batch size (forward
@@ -76,7 +76,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aaejax import data, flops, models, parallel, penalties, sweeps, train
+from aaejax import data, models, penalties
+from aaejax.run import builder, flops, parallel, sweeps
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("model", ["aae"], "Models, comma-separated: aae, wae_mmd_rbf, wae_mmd_imq, "
@@ -224,12 +225,12 @@ def device_data(model, config, host, mesh):
   """``({"train": arrays, "streams": {name: arrays}}, perm, DeviceDataset)`` on device.
 
   The training set as the model's step sees it and its streams
-  (:func:`aaejax.train.run_data`), as in the training loop.
+  (:func:`aaejax.run.builder.run_data`), as in the training loop.
   """
   key = (id(host), id(mesh), id(model) if model.streams() else None)
   if key not in _DEVICE_DATA:
-    train_np, streams_np = train.run_data(model, dict(host), config.seed,
-                                          train.stream_sources(model, config, dict(host)))
+    train_np, streams_np = builder.run_data(model, dict(host), config.seed,
+                                          builder.stream_sources(model, config, dict(host)))
     rep = parallel.replicated(mesh)
     dataset = data.DeviceDataset(train_np, rep)
     streams = {k: data.DeviceDataset(v, rep).arrays for k, v in streams_np.items()}
@@ -244,19 +245,19 @@ _DEVICE_DATA: dict = {}
 
 def make_step(model, batch_size, mesh, k, steps_per_call=1, steps_per_epoch=None):
   """(step, its initial state): ``(state, data, perm, index) -> (state, metrics)``, to jit
-  with :func:`aaejax.train.jit_step`.
+  with :func:`aaejax.run.builder.jit_step`.
 
   ``data`` is :func:`device_data`'s dict. K = 1: the training loop's own step
-  (:func:`aaejax.train.make_train_fn`); K > 1: the sweep's step
-  (:func:`aaejax.sweeps.make_sweep_fn`) over K states (seeds 0..K-1), all members
+  (:func:`aaejax.run.builder.make_train_fn`); K > 1: the sweep's step
+  (:func:`aaejax.run.sweeps.make_sweep_fn`) over K states (seeds 0..K-1), all members
   on the same data order, each with its own copy of the permutation on CPU as
-  :func:`aaejax.sweeps.run_sweep` does (one shared elsewhere). With
+  :func:`aaejax.run.sweeps.run_sweep` does (one shared elsewhere). With
   ``steps_per_call`` S > 1, one call runs S train steps in a ``lax.scan``
   (batches ``index·S … index·S + S − 1``).
   """
   if k == 1:
     state = jax.device_put(jax.jit(model.init)(jax.random.key(0)), parallel.replicated(mesh))
-    train_fn = train.make_train_fn(model, batch_size, mesh, jit=False)
+    train_fn = builder.make_train_fn(model, batch_size, mesh, jit=False)
     step = lambda s, d, perm, i: train_fn(s, d["train"], perm, i, d["streams"])
     return _scanned(step, steps_per_call, steps_per_epoch), state
   states = jax.jit(jax.vmap(lambda s: model.init(jax.random.key(s))))(jnp.arange(k))
@@ -335,7 +336,7 @@ def prepare(name, config, batch_size, k, mesh, host, warmup, dump_hlo=None,
   counted = flops.count(step_fn, *args, scopes=tuple(model.phase_paths()))
   counted = {"total": counted["total"] // steps_per_call,
              "by_scope": {p: v // steps_per_call for p, v in counted["by_scope"].items()}}
-  step = train.jit_step(step_fn, vmapped=k > 1)
+  step = builder.jit_step(step_fn, vmapped=k > 1)
   t = time.perf_counter()
   compiled = step.lower(*args).compile()
   compile_s = time.perf_counter() - t

@@ -13,7 +13,7 @@ Exit codes: 0 done (or help shown), 2 a usage or config error (:class:`ConfigErr
 unknown or badly typed ``--config.FIELD``, a missing config file or one that fails to
 load, a missing or bad ``--workdir``, a config that differs from the run it would resume),
 1 a data error (a missing dataset, a corrupt data file), and a stopped run's own code
-(:mod:`aaejax.guards`: 3 diverged, 4 a checkpoint failed, 128 + the signal's number
+(:mod:`aaejax.run.guards`: 3 diverged, 4 a checkpoint failed, 128 + the signal's number
 after a stop signal). Anything else is a bug and keeps its traceback.
 """
 
@@ -32,8 +32,9 @@ from typing import Callable, Sequence
 
 from absl import flags
 
-from aaejax import data, guards
-from aaejax.config_checks import check_workdir
+from aaejax import data
+from aaejax.run import guards
+from aaejax.core.config_checks import check_workdir
 from aaejax.errors import ConfigError
 
 HELP_FLAGS = ("-h", "-help", "--help", "-helpshort", "--helpshort", "-helpfull", "--helpfull",

@@ -44,7 +44,7 @@ def main(fv: flags.FlagValues) -> None:
   """Checks the config (before any data is read), then trains (the loop checks the data)."""
   models.check(fv.config)
   logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint write at INFO.
-  from aaejax import distributed, train
+  from aaejax.run import distributed, train
   if fv.multiprocess or fv.coordinator_address:
     distributed.initialize(fv.coordinator_address, fv.num_processes, fv.process_id)
   train.train_and_evaluate(fv.config, fv.workdir)

@@ -22,7 +22,7 @@ plots) and resumes from its checkpoints, so a reproduction that was stopped
 continues where it stopped. ``--quick`` trains tiny networks for 20 steps per
 run: a smoke test of the whole pipeline, not a measurement.
 
-The Parzen table (Goodfellow et al.'s protocol, :mod:`aaejax.parzen`): each
+The Parzen table (Goodfellow et al.'s protocol, :mod:`aaejax.evaluation.parzen`): each
 model's 10,000 samples, σ chosen on 1,000 training images, the mean
 log-likelihood of the 10,000 test images. Rows: the AAE (``aae_unsupervised``
 with an 8-D gaussian prior: the paper's Parzen AAE had a higher-dimensional
@@ -43,7 +43,9 @@ import numpy as np
 from absl import app, flags, logging
 
 
-from aaejax import data, feature_distances, feature_nets, train
+from aaejax import data
+from aaejax.evaluation import feature_distances, feature_nets
+from aaejax.run import train
 from configs import (aae_clustering, aae_dimreduction, aae_semisupervised, aae_unsupervised,
                      gan, vae, wae)
 

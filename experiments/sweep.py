@@ -1,4 +1,4 @@
-r"""Trains a grid of configurations as one vmapped program (see aaejax/sweeps.py).
+r"""Trains a grid of configurations as one vmapped program (see aaejax/run/sweeps.py).
 
   python experiments/sweep.py --config=experiments/configs/wae.py --workdir=runs/wae_sweep \
       --grid=seed=0,1 --grid=penalty_weight=1,10,100 --grid=learning_rate=1e-3,3e-4 \
@@ -41,7 +41,7 @@ flags.mark_flags_as_required(["config", "workdir", "grid"])
 
 def check(fv: flags.FlagValues) -> None:
   """The config and the grid, before any data is read; raises ConfigError."""
-  from aaejax import sweeps
+  from aaejax.run import sweeps
   model = models.check(fv.config)
   try:
     sweeps.parse_grid(fv.grid, fv.config, model)
@@ -53,7 +53,7 @@ def main(argv, fv: flags.FlagValues = FLAGS) -> None:
   del argv
   check(fv)
   logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint write at INFO.
-  from aaejax import sweeps
+  from aaejax.run import sweeps
   results = sweeps.run_sweep(fv.config, fv.grid, fv.workdir)
   print(f"{len(results)} members; summary: {fv.workdir}/summary.md")
   print(open(f"{fv.workdir}/summary.md").read())

@@ -3,13 +3,13 @@
 import os
 import signal
 
-from aaejax import train
+from aaejax.run import builder
 
 
 def sigterm_after_step(monkeypatch, step: int):
   """Makes the loop's train function send this process SIGTERM once it has made ``step``
   (as a preemption notice would arrive); returns a function that undoes the patch."""
-  make = train.make_train_fn
+  make = builder.make_train_fn
 
   def signalling(*args, **kwargs):
     fn = make(*args, **kwargs)
@@ -21,5 +21,5 @@ def sigterm_after_step(monkeypatch, step: int):
       return out
     return step_fn
 
-  monkeypatch.setattr(train, "make_train_fn", signalling)
-  return lambda: monkeypatch.setattr(train, "make_train_fn", make)
+  monkeypatch.setattr(builder, "make_train_fn", signalling)
+  return lambda: monkeypatch.setattr(builder, "make_train_fn", make)

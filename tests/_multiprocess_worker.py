@@ -5,7 +5,7 @@
 
 ``runs``: a list of ``{"config": NAME, "workdir": DIR, "overrides": {...}}``, run
 one after another; a run with ``"expect_error"`` must raise a ``ValueError``
-whose message contains it, one with ``"expect_stop"`` an ``aaejax.guards.RunStopped``; a run with ``"wait_for": PATH`` first waits (at most
+whose message contains it, one with ``"expect_stop"`` an ``aaejax.run.guards.RunStopped``; a run with ``"wait_for": PATH`` first waits (at most
 ``wait_timeout_s``, default 200 s) until PATH exists (e.g. a checkpoint that
 another process writes); ``"sigterm_when": PATH`` sends this process SIGTERM once
 PATH exists and is not empty. With ``num_processes`` > 1 the process first joins a
@@ -30,12 +30,12 @@ def _sigterm_when(path: str) -> None:
 def main(spec):
   import jax
   if spec.get("num_processes", 1) > 1:
-    from aaejax import distributed
+    from aaejax.run import distributed
     distributed.initialize(f"localhost:{spec['port']}", spec["num_processes"],
                            spec["process_id"], cpu_collectives="gloo",
                            timeout_s=spec.get("init_timeout_s", 60))
   import _parallel_helpers as helpers
-  from aaejax import train
+  from aaejax.run import train
   results = []
   for run in spec["runs"]:
     if "wait_for" in run:
@@ -47,8 +47,8 @@ def main(spec):
     if "sigterm_when" in run:  # a preemption notice to this process once PATH exists
       threading.Thread(target=_sigterm_when, args=(run["sigterm_when"],), daemon=True).start()
     config = helpers.tiny_config(run["config"], **run.get("overrides", {}))
-    if "expect_stop" in run:  # the run must stop early (aaejax.guards.RunStopped)
-      from aaejax import guards
+    if "expect_stop" in run:  # the run must stop early (aaejax.run.guards.RunStopped)
+      from aaejax.run import guards
       try:
         train.train_and_evaluate(config, run["workdir"])
       except guards.RunStopped as e:

@@ -137,7 +137,8 @@ def max_rel_diff(a: dict, b: dict) -> float:
 def final_state(config, workdir: str, step: int | None = None):
   """The checkpointed state of ``workdir`` restored on this process's default device."""
   import jax
-  from aaejax import checkpoints, models
+  from aaejax import models
+  from aaejax.run import checkpoints
   model = models.create(config, (28, 28, 1))
   hparams = models.hparams_from_config(model, config)
   key = jax.random.key(0)

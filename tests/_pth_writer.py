@@ -1,5 +1,5 @@
 """Writes torch ``.pth`` state dicts without torch, byte-for-byte in the layout ``torch.save`` uses
-(zip format and legacy format), so that :mod:`aaejax.pth` and the network loaders can be tested
+(zip format and legacy format), so that :mod:`aaejax.nets.pth` and the network loaders can be tested
 without torch or downloaded weights.
 
 The pickles refer to ``torch._utils._rebuild_tensor_v2``, ``torch.FloatStorage``, … exactly as

@@ -9,8 +9,11 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aaejax import core, evaluation, figures, models, networks, priors, train
-from aaejax.models import aae_labels
+from aaejax import core, evaluation, models, priors
+from aaejax.evaluation import figures
+from aaejax.nets import networks
+from aaejax.run import builder
+from aaejax.models import aae_dimreduction, aae_supervised_prior
 
 STEPS = 150
 BATCH = 100
@@ -50,7 +53,7 @@ def trained(mnist_small):
   def get(name):
     if name not in cache:
       model = MODELS[name]()
-      train_np, streams = train.run_data(model, mnist_small, 0)
+      train_np, streams = builder.run_data(model, mnist_small, 0)
       labeled = streams.get("labeled")
       images, labels = jnp.asarray(train_np["image"]), jnp.asarray(train_np["label"])
       state = model.init(jax.random.key(0))
@@ -72,7 +75,7 @@ def trained(mnist_small):
 
 
 def test_one_hot_with_unlabelled():
-  got = aae_labels.one_hot_with_unlabelled(jnp.array([0, 2, -1]), 3)
+  got = aae_supervised_prior.one_hot_with_unlabelled(jnp.array([0, 2, -1]), 3)
   np.testing.assert_array_equal(got, [[1, 0, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
 
 
@@ -91,7 +94,7 @@ def test_losses_fall_on_real_mnist(trained, name):
 
 def test_supervised_prior_label_plumbing(trained, mnist_small):
   model, state, _, _ = trained("supervised_prior")
-  relabelled, streams = train.run_data(model, mnist_small, 3)
+  relabelled, streams = builder.run_data(model, mnist_small, 3)
   labeled = streams["labeled"]
   assert relabelled["image"] is mnist_small["image"]
   kept = relabelled["label"] >= 0
@@ -104,7 +107,7 @@ def test_supervised_prior_label_plumbing(trained, mnist_small):
   np.testing.assert_array_equal(reg["label"], [-1, 2, -1, 5, 6])
   assert reg["image"].shape == (5, 28, 28, 1) and int(reg["image"][3].min()) == 1
   without = dataclasses.replace(model, labeled_batch_size=0)
-  assert without.streams() == {} and train.run_data(without, mnist_small, 3)[1] == {}
+  assert without.streams() == {} and builder.run_data(without, mnist_small, 3)[1] == {}
   assert kept.sum() == 100 and set(relabelled["label"][~kept]) == {-1}
   np.testing.assert_array_equal(np.bincount(relabelled["label"][kept]), [10] * 10)
   np.testing.assert_array_equal(relabelled["label"][kept], mnist_small["label"][kept])
@@ -205,22 +208,22 @@ def test_style_decoder_uses_the_label(trained):
 
 def test_spread_heads_are_a_margin_apart():
   for m, d in [(2, 2), (10, 2), (20, 10), (3, 1)]:
-    heads = aae_labels.spread_heads(m, d, 6.0)
+    heads = aae_dimreduction.spread_heads(m, d, 6.0)
     dist = np.linalg.norm(heads[:, None] - heads[None], axis=-1)[np.triu_indices(m, 1)]
     assert heads.shape == (m, d)
     np.testing.assert_allclose(dist.min(), 6.0, rtol=1e-6)
 
 
 def test_cluster_head_hinge():
-  loss, min_dist = aae_labels.head_hinge(jnp.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]]), 2.0)
+  loss, min_dist = aae_dimreduction.head_hinge(jnp.array([[0.0, 0.0], [1.0, 0.0], [5.0, 0.0]]), 2.0)
   np.testing.assert_allclose([loss, min_dist], [1.0, 1.0], rtol=1e-5)
   # Gradient steps on the hinge alone push the heads apart.
   w = jax.random.normal(jax.random.key(0), (10, 2))
-  grad = jax.jit(jax.grad(lambda w: aae_labels.head_hinge(w, 4.0)[0]))
-  before = aae_labels.head_hinge(w, 4.0)
+  grad = jax.jit(jax.grad(lambda w: aae_dimreduction.head_hinge(w, 4.0)[0]))
+  before = aae_dimreduction.head_hinge(w, 4.0)
   for _ in range(20):
     w = w - 0.1 * grad(w)
-  after = aae_labels.head_hinge(w, 4.0)
+  after = aae_dimreduction.head_hinge(w, 4.0)
   assert after[0] < 0.5 * before[0] and after[1] > before[1]
 
 
@@ -229,8 +232,8 @@ def test_dimreduction_representation(trained, mnist_small):
   # The heads start a regular polygon of side head_margin (the hinge is 0) and training
   # keeps them near it.
   init = model.init(jax.random.key(0))
-  np.testing.assert_allclose(aae_labels.head_hinge(init.params["cluster_heads"]["heads"], 6.0),
-                             [0.0, 6.0], atol=1e-4)
+  heads = init.params["cluster_heads"]["heads"]
+  np.testing.assert_allclose(aae_dimreduction.head_hinge(heads, 6.0), [0.0, 6.0], atol=1e-4)
   assert min(h["min_head_distance"] for h in hist) > 5.5
   # r = y·W_c + z, in training (encode_heads) and inference (encode).
   x = jnp.asarray(mnist_small["image"][:3])

@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aaejax import core, evaluation, models, networks
+from aaejax import core, evaluation, models
+from aaejax.nets import networks
 from aaejax.models import aae_style
 
 STEPS = 60

@@ -36,7 +36,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aaejax import config_checks, core, data, models, networks, sweeps
+from aaejax import core, data, models
+from aaejax.core import config_checks
+from aaejax.nets import networks
+from aaejax.run import sweeps
 from aaejax.errors import ConfigError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -8,7 +8,8 @@ import sys
 import jax
 import jax.numpy as jnp
 
-from aaejax import flops, networks
+from aaejax.nets import networks
+from aaejax.run import flops
 from aaejax.models import AAE, WAE
 
 ROOT = os.path.join(os.path.dirname(__file__), "..")

@@ -10,7 +10,8 @@ import tarfile
 import numpy as np
 import pytest
 
-from aaejax import celeba, data, evaluation, models
+from aaejax import data, evaluation, models
+from aaejax.data import celeba
 from aaejax.errors import ConfigError
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -163,7 +164,7 @@ def test_label_less_run_trains_evaluates_and_plots(tmp_path, monkeypatch):
   """A tiny conv WAE on a synthetic CelebA tar through the whole loop, with its figures."""
   import matplotlib.image
   from configs import wae as wae_config
-  from aaejax import train
+  from aaejax.run import train
   root = tmp_path / "data"
   _write_tar(str(root / "celeba" / "img_align_celeba_tiny.tar"), n=25)
   c = wae_config.get_config("celeba_cpu")

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aaejax import core, models, sweeps, train
+from aaejax import core, models
+from aaejax.run import builder, sweeps
 
 
 class TrunkAndHeads(nn.Module):
@@ -109,17 +110,17 @@ def test_streams_are_deterministic_per_step():
                                    labeled_batch_size=4, critic_hidden=(8,))
   host = {"image": np.arange(200 * 784, dtype=np.uint32).reshape(200, 28, 28, 1).astype(np.uint8),
           "label": np.arange(200, dtype=np.int32) % 10}
-  _, streams = train.run_data(model, host, seed=0)
+  _, streams = builder.run_data(model, host, seed=0)
   assert np.bincount(streams["labeled"]["label"]).tolist() == [2] * 10
   streams = jax.tree.map(jnp.asarray, streams)
-  draw = lambda step: train.add_streams(model, {}, streams, jax.random.fold_in(
+  draw = lambda step: builder.add_streams(model, {}, streams, jax.random.fold_in(
       jax.random.key(0), step))
   a, b, c = draw(3), draw(3), draw(4)
   assert a["labeled_image"].shape == (4, 28, 28, 1) and a["labeled_label"].shape == (4,)
   np.testing.assert_array_equal(a["labeled_label"], b["labeled_label"])
   assert not np.array_equal(np.asarray(a["labeled_image"]), np.asarray(c["labeled_image"]))
   with pytest.raises(ValueError, match="needs the data streams"):
-    train.add_streams(model, {}, {}, jax.random.key(0))
+    builder.add_streams(model, {}, {}, jax.random.key(0))
 
 
 def test_every_registered_model_builds_from_its_config():
@@ -221,10 +222,10 @@ def test_streams_with_their_own_source_and_named_eval_splits():
   model = TwoDomains()
   own = {"image": np.zeros((4, 2, 2, 1), np.uint8), "label": np.zeros(4, np.int32)}
   other = {"image": np.full((6, 2, 2, 3), 7, np.uint8), "label": np.ones(6, np.int32)}
-  _, streams = train.run_data(model, own, 0, {("other", "train"): other})
+  _, streams = builder.run_data(model, own, 0, {("other", "train"): other})
   assert set(streams["target"]) == {"image"} and streams["target"]["image"].shape == (6, 2, 2, 3)
   with pytest.raises(ValueError, match="not loaded"):
-    train.run_data(model, own, 0)
+    builder.run_data(model, own, 0)
   # Each stream's images are checked against its own shape.
   model.check_batch({"image": np.zeros((2, 3)), "target_image": np.zeros((2, 2, 2, 3))})
   with pytest.raises(ValueError, match=r"batch\['target_image'\] has shape"):

@@ -11,7 +11,9 @@ import pytest
 from _configs import small_config
 from _faults import sigterm_after_step
 
-from aaejax import checkpoints, core, evaluation, guards, models, plots, train
+from aaejax import core, evaluation, models
+from aaejax.evaluation import plots
+from aaejax.run import builder, checkpoints, guards, train
 from aaejax.models import dann
 
 BATCH = 50
@@ -32,7 +34,7 @@ def model():
 @pytest.fixture(scope="module")
 def step(model):
   """The tiny model's train step, compiled once (hparams are arrays: one program for all)."""
-  return train.jit_step(model.train_step)
+  return builder.jit_step(model.train_step)
 
 
 def fake_batch(n=4, rng=0):
@@ -206,7 +208,7 @@ def test_features_pca_plot(tmp_path):
 
 @pytest.fixture(scope="module")
 def real_data(mnist_small):
-  from aaejax import mnistm
+  from aaejax.data import mnistm
   target = mnistm.build(mnist_small["image"], mnist_small["label"], seed=0)
   return mnist_small, target
 

@@ -1,4 +1,4 @@
-"""Tests for aaejax.digits."""
+"""Tests for aaejax.evaluation.digits."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aaejax import data, digits
+from aaejax import data
+from aaejax.evaluation import digits
 
 
 def _one_hot_probs(classes, num_classes=10, peak=1.0):

@@ -1,4 +1,4 @@
-"""First-use downloads (aaejax.downloads) through a local HTTP server: never the internet.
+"""First-use downloads (aaejax.data.downloads) through a local HTTP server: never the internet.
 
 The mirrors are pointed at a server on 127.0.0.1; the real MNIST files (from
 $AAEJAX_DATA_DIR/mnist) check the real md5 table, small synthetic IDX files (with their md5s
@@ -17,7 +17,9 @@ import time
 import numpy as np
 import pytest
 
-from aaejax import data, downloads
+from aaejax import data
+from aaejax.data import loaders
+from aaejax.data import downloads
 
 MNIST_FILES = [stem + ".gz" for pair in data.IDX_FILES.values() for stem in pair]
 
@@ -70,7 +72,7 @@ def fresh(server, tmp_path, monkeypatch):
   monkeypatch.delenv(downloads.NO_DOWNLOAD_ENV, raising=False)
   monkeypatch.setenv(downloads.CACHE_DIR_ENV, str(tmp_path / "cache"))
   monkeypatch.setitem(data.EXTRA_DATA_DIRS, "mnist", [])
-  monkeypatch.setattr(data, "_CACHE", {})
+  monkeypatch.setattr(loaders, "_CACHE", {})
   monkeypatch.setitem(sys.modules, "tensorflow_datasets", None)  # no tfds fallback
   return tmp_path / "cache" / "datasets" / "mnist"
 
@@ -237,7 +239,7 @@ def test_second_load_uses_the_cache_without_network(fresh, server, synthetic, mo
   monkeypatch.setattr(downloads, "_stderr", lambda line: None)
   first = {k: np.array(v) for k, v in data.load_numpy("mnist", "test").items()}
   assert len(server.requests) == 2
-  monkeypatch.setattr(data, "_CACHE", {})  # a new process, offline
+  monkeypatch.setattr(loaders, "_CACHE", {})  # a new process, offline
   monkeypatch.setitem(downloads.MIRRORS, "mnist", [refused_url()])
   monkeypatch.setenv(downloads.NO_DOWNLOAD_ENV, "1")
   second = data.load_numpy("mnist", "test")
@@ -261,7 +263,7 @@ def test_local_files_win_over_the_cache(fresh, server, synthetic, tmp_path, monk
 
 
 def test_one_cache_dir_for_downloads_and_the_classifier(tmp_path, monkeypatch):
-  from aaejax import digits
+  from aaejax.evaluation import digits
   monkeypatch.setenv(downloads.CACHE_DIR_ENV, str(tmp_path / "env"))
   for arg, want in ((None, tmp_path / "env"), ("", tmp_path / "env"), (str(tmp_path / "arg"),
                                                                          tmp_path / "arg")):

@@ -1,4 +1,4 @@
-"""aaejax.effnet: the Flax EfficientNet-Lite0 reproduces the PyTorch reference.
+"""aaejax.nets.effnet: the Flax EfficientNet-Lite0 reproduces the PyTorch reference.
 
 The golden file tests/data/effnet_lite0_golden.npz holds torch's logits and features for four
 scikit-image photos (stored at 96×96) and one random image (regenerated from its seed); see
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import _pth_writer
-from aaejax import effnet, pth
+from aaejax.nets import effnet, pth
 
 DATA = os.path.join(os.path.dirname(__file__), "data")
 

@@ -10,7 +10,9 @@ import numpy as np
 import pytest
 import scipy.linalg
 
-from aaejax import batching, core, digits, evaluation, feature_distances as fdist, feature_nets
+from aaejax import core, evaluation
+from aaejax.data import batching
+from aaejax.evaluation import digits, feature_distances as fdist, feature_nets, registry
 
 
 def random_cov(rng, d, rank=None):
@@ -171,8 +173,8 @@ def test_digits_net_chunks_and_dtypes(random_digits):
 
 
 def fake_module(name, dim):
-  """A stand-in for aaejax.effnet / aaejax.inception: mean colour, tiled to ``dim``."""
-  mod = types.ModuleType(f"aaejax.{name}")
+  """A stand-in for aaejax.nets.effnet / aaejax.nets.inception: mean colour, tiled to ``dim``."""
+  mod = types.ModuleType(f"aaejax.nets.{name}")
   mod.FEATURE_DIM = dim
   mod.loaded = []
 
@@ -193,7 +195,7 @@ def fake_nets(monkeypatch):
   # Few dimensions: the FD's float64 eigendecompositions of 1280-D covariances cost seconds.
   mods = {n: fake_module(n, d) for n, d in (("effnet", 24), ("inception", 32))}
   for n, m in mods.items():
-    monkeypatch.setitem(sys.modules, f"aaejax.{n}", m)
+    monkeypatch.setitem(sys.modules, f"aaejax.nets.{n}", m)
   monkeypatch.setattr(feature_nets, "_LOADED", {})
   return mods
 
@@ -263,13 +265,13 @@ def test_effnet_evaluators_share_features_and_cache_real_stats(fake_nets, tmp_pa
 
 def test_missing_feature_net_weights_fail_before_training(tmp_path):
   from aaejax import evaluation
-  from aaejax.config_checks import ConfigError
+  from aaejax.errors import ConfigError
   chosen = [evaluation.REGISTRY["fd_effnet"], evaluation.REGISTRY["fid_inception"]]
   missing = str(tmp_path / "none.pth")
   with pytest.raises(ConfigError, match=r"evaluator fd_effnet needs the effnet feature net: "
                      r"config.effnet_weights = .*none.pth' is not a file.*skip_evaluators"):
-    evaluation._check_feature_nets(chosen, {"effnet_weights": missing})
+    registry._check_feature_nets(chosen, {"effnet_weights": missing})
   with pytest.raises(ConfigError, match="evaluator fid_inception needs the inception"):
-    evaluation._check_feature_nets(chosen[1:], {"inception_weights": missing})
+    registry._check_feature_nets(chosen[1:], {"inception_weights": missing})
   (tmp_path / "w.pth").write_bytes(b"")
-  evaluation._check_feature_nets(chosen[1:], {"inception_weights": str(tmp_path / "w.pth")})
+  registry._check_feature_nets(chosen[1:], {"inception_weights": str(tmp_path / "w.pth")})

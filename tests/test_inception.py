@@ -1,4 +1,4 @@
-"""aaejax.inception: the FID Inception-v3, checked without its (undownloadable) weights.
+"""aaejax.nets.inception: the FID Inception-v3, checked without its (undownloadable) weights.
 
 - Key names and shapes: tests/data/fid_inception_keys.txt lists every key of pytorch-fid's
   state dict with its torch shape (written from pytorch-fid 0.3.0 by
@@ -19,7 +19,7 @@ import pytest
 from flax import traverse_util
 
 import _pth_writer
-from aaejax import inception, pth
+from aaejax.nets import inception, pth
 
 KEYS_FILE = os.path.join(os.path.dirname(__file__), "data", "fid_inception_keys.txt")
 

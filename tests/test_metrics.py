@@ -1,4 +1,4 @@
-"""Tests for aaejax.metrics."""
+"""Tests for aaejax.evaluation.metrics."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aaejax import metrics, penalties, priors
+from aaejax import penalties, priors
+from aaejax.evaluation import metrics
 
 
 # --- mmd_imq_blockwise ----------------------------------------------------------

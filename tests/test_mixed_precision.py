@@ -9,7 +9,8 @@ import ml_collections
 import numpy as np
 import pytest
 
-from aaejax import models, networks
+from aaejax import models
+from aaejax.nets import networks
 from aaejax.errors import ConfigError
 
 SHAPE = (16, 16, 3)

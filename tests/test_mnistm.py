@@ -1,4 +1,4 @@
-"""The MNIST-M-style dataset (aaejax.mnistm): the blend, determinism, the cache, the missing
+"""The MNIST-M-style dataset (aaejax.data.mnistm): the blend, determinism, the cache, the missing
 scikit-image error, and data.load_numpy("mnist_m_style", ...) on the real MNIST test split."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ import sys
 import numpy as np
 import pytest
 
-from aaejax import data, mnistm
+from aaejax import data
+from aaejax.data import loaders
+from aaejax.data import mnistm
 
 
 @pytest.fixture(autouse=True)
@@ -108,7 +110,7 @@ def _fake_mnist(monkeypatch, calls):
     calls.append((name, split, download))
     return {"image": images[..., None], "label": labels.astype(np.int32)}
 
-  monkeypatch.setattr(data, "load_numpy", fake_load_numpy)
+  monkeypatch.setattr(loaders, "load_numpy", fake_load_numpy)
   monkeypatch.setattr(mnistm, "load_photos", _photos)
   return labels
 

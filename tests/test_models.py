@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aaejax import core, models, networks, penalties, priors
+from aaejax import core, models, penalties, priors
+from aaejax.nets import networks
 
 SMALL = dict(image_shape=(28, 28, 1), encoder=None, decoder=None)
 

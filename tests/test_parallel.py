@@ -6,13 +6,12 @@ count is fixed at start-up); it trains tiny models on a small MNIST through
 ``train.train_and_evaluate`` and this process compares the results.
 """
 
-import os
 
 import jax
 import numpy as np
 import pytest
 
-from aaejax import parallel
+from aaejax.run import parallel
 
 import _parallel_helpers as helpers
 from _parallel_helpers import jax_cache_dir  # noqa: F401 (fixture)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy.special import logsumexp
 
-from aaejax import evaluation, parzen
+from aaejax import evaluation
+from aaejax.evaluation import parzen
 from test_feature_distances import ImageBank
 
 

@@ -1,11 +1,11 @@
-"""Tests for aaejax.plots."""
+"""Tests for aaejax.evaluation.plots."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from aaejax import plots
+from aaejax.evaluation import plots
 
 import matplotlib.pyplot as plt  # noqa: E402  (after plots chose the Agg backend)
 

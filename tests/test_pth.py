@@ -1,4 +1,4 @@
-"""aaejax.pth: reading torch checkpoints without torch (files written by tests/_pth_writer.py)."""
+"""aaejax.nets.pth: torch checkpoints read without torch (files by tests/_pth_writer.py)."""
 
 import os
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import _pth_writer
-from aaejax import pth
+from aaejax.nets import pth
 
 
 @pytest.mark.parametrize("legacy", [False, True], ids=["zip", "legacy"])

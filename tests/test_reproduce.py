@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import reproduce
-from aaejax import train
+from aaejax.run import train
 
 
 def test_row_configs(mnist_dir):
@@ -82,7 +82,8 @@ def test_parzen_table_quick(mnist_dir, tmp_path):
 
 
 def test_celeba_table_with_the_real_floor(tmp_path, monkeypatch):
-  from aaejax import data, feature_nets
+  from aaejax import data
+  from aaejax.evaluation import feature_nets
   try:
     data.load_numpy("celeb_a", "test")
   except (data.DatasetNotFoundError, data.DataFileError, FileNotFoundError) as e:

@@ -20,7 +20,7 @@ from _configs import ROOT
 from _faults import sigterm_after_step
 from test_train import final_state, rows, tiny_config
 
-from aaejax import checkpoints, guards, history, sweeps, train
+from aaejax.run import checkpoints, guards, history, sweeps, train
 
 
 def same_state(a, b) -> bool:

@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 
 from _configs import SKIP_GENERATED, small_config
-from aaejax import data, models, networks, sweeps, train
+from aaejax import data, models
+from aaejax.nets import networks
+from aaejax.run import builder, sweeps, train
 
 STEPS = 25
 # Member i vs its solo run on CPU: XLA fuses the vmapped program differently (e.g. the
@@ -180,13 +182,13 @@ def test_vmap_step_docstring_example():
 
 def test_vmapped_compiler_options_keep_the_result():
   """The sweep's XLA options change how the program is compiled, not what it computes."""
-  option = train._YNN_FUSION_OPTION
-  assert option not in train.compiler_options()  # a single model keeps XLA's default
-  assert not train._accepts_option("xla_cpu_no_such_option", True)
+  option = builder._YNN_FUSION_OPTION
+  assert option not in builder.compiler_options()  # a single model keeps XLA's default
+  assert not builder._accepts_option("xla_cpu_no_such_option", True)
   if jax.default_backend() == "cpu":
-    opts = train.compiler_options(vmapped=True)
+    opts = builder.compiler_options(vmapped=True)
     assert opts["xla_cpu_copy_insertion_use_region_analysis"] is True
-    assert (opts.get(option) == "") == train._accepts_option(option, "")
+    assert (opts.get(option) == "") == builder._accepts_option(option, "")
   model = models.WAE(image_shape=(28, 28, 1), latent_dim=8, penalty="mmd_imq",
                      encoder=networks.MLPEncoder(8, (64,)),
                      decoder=networks.MLPDecoder((28, 28, 1), (64,)))
@@ -197,7 +199,7 @@ def test_vmapped_compiler_options_keep_the_result():
   keys = jax.random.split(jax.random.key(4), 3)
   step = sweeps.vmap_step(model.train_step, (0, 0, 0))
   plain = jax.jit(step)
-  tuned = train.jit_step(step, vmapped=True)
+  tuned = builder.jit_step(step, vmapped=True)
   ref, got = states, jax.tree.map(jnp.copy, states)  # jit_step donates its input
   for _ in range(3):
     ref, ref_metrics = plain(ref, batch, keys)

@@ -1,6 +1,6 @@
 """The tensorflow_datasets fallback of aaejax.data, on tfds's mock data (no network, no files).
 
-Both branches of ``data._load_tfds`` are covered: ``tfds.load`` (TensorFlow installed) and
+Both branches of ``loaders._load_tfds`` are covered: ``tfds.load`` (TensorFlow installed) and
 ``tfds.data_source`` (without TensorFlow). Skipped where tensorflow_datasets (or, for the
 first branch, TensorFlow) is not installed, unless ``$AAEJAX_REQUIRE_TFDS=1``: CI installs
 ``aaejax[tfds]`` and sets it, so that there a missing package fails instead of skipping.
@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from aaejax import data
+from aaejax.data import loaders
 
 REQUIRE_ENV = "AAEJAX_REQUIRE_TFDS"
 NUM = 7  # mock examples per split
@@ -40,7 +41,7 @@ def branch(request, tfds, monkeypatch):
   if request.param == "tfds.load":
     _require("tensorflow")
   else:
-    monkeypatch.setattr(data, "_has_tensorflow", lambda: False)
+    monkeypatch.setattr(loaders, "_has_tensorflow", lambda: False)
   return request.param
 
 
@@ -55,19 +56,19 @@ def _check_digits(out, n):
 @pytest.mark.parametrize("name", [n for n in data.SUPPORTED_DATASETS if n not in data.OWN_LOADERS])
 def test_load_tfds_format_matches_the_idx_path(tfds, branch, name, tmp_path):
   with tfds.testing.mock_data(num_examples=NUM):
-    out = data._load_tfds(name, "train", str(tmp_path))
+    out = loaders._load_tfds(name, "train", str(tmp_path))
   _check_digits(out, NUM)
 
 
 def test_load_tfds_is_generic_celeb_a(tfds, branch, tmp_path):
   with tfds.testing.mock_data(num_examples=3):
-    out = data._load_tfds("celeb_a", "test", str(tmp_path))
+    out = loaders._load_tfds("celeb_a", "test", str(tmp_path))
   assert sorted(out) == ["image"]  # no "label" feature: none invented
   assert out["image"].dtype == np.uint8 and out["image"].shape == (3, 218, 178, 3)
 
 
 def test_load_numpy_falls_back_to_tfds(tfds, branch, tmp_path, monkeypatch):
-  monkeypatch.setattr(data, "_CACHE", {})
+  monkeypatch.setattr(loaders, "_CACHE", {})
   monkeypatch.setitem(data.EXTRA_DATA_DIRS, "mnist", [])
   # conftest: AAEJAX_NO_DOWNLOAD=1 and an empty cache, so only tfds is left.
   with tfds.testing.mock_data(num_examples=NUM):

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from _configs import small_config
-from aaejax import checkpoints, models, train
+from aaejax import models
+from aaejax.run import checkpoints, train
 
 
 def tiny_config(name="aae_unsupervised", **overrides):

@@ -8,7 +8,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aaejax import core, evaluation, figures, models, networks, train
+from aaejax import core, evaluation, models
+from aaejax.evaluation import figures
+from aaejax.nets import networks
+from aaejax.run import builder
 from aaejax.models import triplegan
 from aaejax.models.triplegan import TripleGAN
 
@@ -43,11 +46,11 @@ def state0(model):
 @pytest.fixture(scope="module")
 def run(model, state0, mnist_small):
   """(final state, metric history, training data as the step sees it, streams)."""
-  train_np, streams = train.run_data(model, mnist_small, 0)
+  train_np, streams = builder.run_data(model, mnist_small, 0)
   arrays = jax.tree.map(jnp.asarray, train_np)
   streams = jax.tree.map(jnp.asarray, streams)
   state = state0
-  fn = train.make_train_fn(model, BATCH, jit=False)
+  fn = builder.make_train_fn(model, BATCH, jit=False)
   perm = jnp.arange(arrays["image"].shape[0])
   step = compiled(fn, state, arrays, perm, 0, streams)
   history = []

@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from _configs import small_config
-from aaejax import core, digits, evaluation, figures, models, networks, sweeps, train
+from aaejax import core, evaluation, models
+from aaejax.evaluation import digits, figures
+from aaejax.nets import networks
+from aaejax.run import builder, sweeps, train
 from aaejax.models import vae as vae_lib
 
 
@@ -145,13 +148,13 @@ def rows(workdir):
 
 @pytest.mark.parametrize("name", ["vae", "gan"])
 def test_main_loop_sweep_and_resume(mnist_dir, tmp_path, name, monkeypatch):
-  real = train.load_splits
+  real = builder.load_splits
 
   def small_splits(config):
     tr, te = real(config)
     return ({k: v[:1000] for k, v in tr.items()}, {k: v[:400] for k, v in te.items()})
 
-  monkeypatch.setattr(train, "load_splits", small_splits)
+  monkeypatch.setattr(builder, "load_splits", small_splits)
   fields = dict(hidden=(32,), critic_hidden=(32,), num_steps=12, log_every=2, eval_every=6,
                 checkpoint_every=4, iw_examples=100, iw_samples=10)
   if name == "gan":

@@ -12,13 +12,16 @@ from __future__ import annotations
 
 from typing import Mapping
 
-from aaejax import config_checks, data, evaluation, networks, priors
+from aaejax import data, evaluation, priors
+from aaejax.core import config_checks
+from aaejax.nets import networks
 from aaejax.core import Model, TrainState, lr_schedule
 from aaejax.errors import ConfigError
 from aaejax.models.aae import AAE
-from aaejax.models.aae_labels import (ClusteringAAE, DimReductionAAE, SemiSupervisedAAE,
-                                      SupervisedPriorAAE)
+from aaejax.models.aae_categorical import ClusteringAAE, SemiSupervisedAAE
+from aaejax.models.aae_dimreduction import DimReductionAAE
 from aaejax.models.aae_style import StyleAAE
+from aaejax.models.aae_supervised_prior import SupervisedPriorAAE
 from aaejax.models.autoencoder import POSTERIORS, Autoencoder
 from aaejax.models.dann import DANN
 from aaejax.models.gan import GAN, AdversarialGenerator
@@ -51,7 +54,7 @@ def choices() -> config_checks.Choices:
 
 
 def validate(config) -> None:
-  """:func:`aaejax.config_checks.validate` against today's registries (:func:`choices`).
+  """:func:`aaejax.core.config_checks.validate` against today's registries (:func:`choices`).
 
   >>> validate({"model": "aea"})
   Traceback (most recent call last):

@@ -26,7 +26,9 @@ the core (:meth:`aaejax.core.Model.train_step`) runs them and counts the step.
 Phases 2 and 3 see the examples of :meth:`AAE.regularization_batch` (the batch
 itself, or more: the supervised prior adds a labelled mini-batch). The
 unsupervised AAE has one critic on z, no condition, no supervised phase. The
-label-aware models (:mod:`aaejax.models.aae_labels`) override the hooks only.
+label-aware models (:mod:`aaejax.models.aae_supervised_prior`,
+:mod:`aaejax.models.aae_categorical`, :mod:`aaejax.models.aae_dimreduction`,
+:mod:`aaejax.models.aae_style`) override the hooks only.
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from typing import Mapping, Sequence
 import jax
 import jax.numpy as jnp
 
-from aaejax import core, networks, penalties
+from aaejax import core, penalties
+from aaejax.nets import networks
 from aaejax.models.autoencoder import Autoencoder, critic_networks
 
 
@@ -198,3 +201,19 @@ class AAE(Autoencoder):
       total = total + loss
     out["gen_loss"] = total
     return state.hparams["gen_weight"] * total, (out, state.model_state)
+
+
+def check_num_labeled(num_labeled: int, num_classes: int) -> None:
+  """A ``ValueError`` unless ``num_labeled`` is a positive multiple of ``num_classes``."""
+  if num_labeled <= 0 or num_labeled % num_classes:
+    raise ValueError(f"num_labeled must be a positive multiple of the {num_classes} classes "
+                     f"(a class-balanced subset), got {num_labeled}.")
+
+
+def require_labels(model, batch, key: str) -> None:
+  """A clear ``ValueError`` when a model that reads ``batch[key]`` gets a batch without it."""
+  if isinstance(batch, Mapping) and key not in batch:
+    k, unlabelled_ok = model.label_fields()[key]
+    raise ValueError(f"{type(model).__name__} needs batch[{key!r}]: integer labels in [0, {k})"
+                     + (" or -1 (unlabelled)" if unlabelled_ok else "")
+                     + f"; the batch has {sorted(batch)}.")

@@ -36,9 +36,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from aaejax import core, evaluation, networks
-from aaejax.models.aae import AAE
-from aaejax.models.aae_labels import _require_labels
+from aaejax import core, evaluation
+from aaejax.nets import networks
+from aaejax.models.aae import AAE, require_labels
 
 
 def confusion_loss(logits: jax.Array) -> jax.Array:
@@ -146,7 +146,7 @@ class StyleAAE(AAE):
 
   def prepare(self, state, batch, rng):
     """The AAE's step inputs; ``batch["label"]`` (integers in [0, num_classes)) is required."""
-    _require_labels(self, batch, "label")
+    require_labels(self, batch, "label")
     return super().prepare(state, batch, rng)
 
   def encode_heads(self, params, model_state, x, rng, train=True):

@@ -16,7 +16,8 @@ from typing import Any, Mapping, Sequence
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from aaejax import core, networks, priors as priors_lib
+from aaejax import core, priors as priors_lib
+from aaejax.nets import networks
 
 POSTERIORS = ("deterministic", "gaussian")
 
@@ -53,7 +54,7 @@ class Autoencoder(core.Model):
     prior: a prior object (see :mod:`aaejax.priors`) or a prior name.
     encoder, decoder: linen modules; default the AAE paper's MLPs (two hidden
       layers of 1000 ReLU units). The encoder returns a dict of heads (see
-      :mod:`aaejax.networks`).
+      :mod:`aaejax.nets.networks`).
     posterior: ``"deterministic"`` (default) or ``"gaussian"`` (reparameterised
       q(z|x) = N(μ(x), σ²(x))).
     recon_loss: ``"bernoulli"`` (default) or ``"gaussian"``.

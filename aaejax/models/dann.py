@@ -4,7 +4,7 @@ Neural Networks", JMLR 17(59)).
 Three networks: a feature extractor G_f, a label predictor G_y on the features of
 labelled **source** images (the run's own data set, MNIST) and a domain critic G_d that
 tells source features from **target** features (unlabelled images of another domain,
-:data:`TARGET_DATASET`, the MNIST-M-style set of :mod:`aaejax.mnistm`, drawn each step by
+:data:`TARGET_DATASET`, the MNIST-M-style set of :mod:`aaejax.data.mnistm`, drawn each step by
 the stream ``"target"``: ``batch["target_image"]``). Between G_f and G_d sits the
 gradient-reversal layer R_λ (:func:`grad_reverse`): the identity forward, −λ × the
 gradient backward. The step is one phase, ``dann``, one Adam update of all three networks
@@ -59,7 +59,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from aaejax import batching, core, evaluation, figures, networks, plots
+from aaejax import core, evaluation
+from aaejax.data import batching
+from aaejax.evaluation import figures, plots
+from aaejax.nets import networks
 
 TARGET_DATASET = "mnist_m_style"
 TARGET_SHAPE = (28, 28, 3)

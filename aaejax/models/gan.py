@@ -32,7 +32,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from aaejax import core, networks, penalties, priors as priors_lib
+from aaejax import core, penalties, priors as priors_lib
+from aaejax.nets import networks
 
 DCGAN_GEN_CHANNELS = {28: (256, 128, 64), 64: (512, 256, 128, 64)}
 DCGAN_CRITIC_CHANNELS = {28: (64, 128), 64: (64, 128, 256, 512)}
@@ -142,7 +143,7 @@ class GAN(AdversarialGenerator):
   Example:
 
     >>> import jax, jax.numpy as jnp
-    >>> from aaejax import networks
+    >>> from aaejax.nets import networks
     >>> from aaejax.models import GAN
     >>> model = GAN(image_shape=(28, 28, 1), latent_dim=8,
     ...             generator=networks.MLPDecoder((28, 28, 1), (32,)),

@@ -58,7 +58,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from aaejax import core, data, evaluation, figures, networks, penalties, plots
+from aaejax import core, data, evaluation, penalties
+from aaejax.evaluation import figures, plots
+from aaejax.nets import networks
 from aaejax import priors as priors_lib
 from aaejax.models import gan
 
@@ -177,7 +179,7 @@ class TripleGAN(gan.AdversarialGenerator):
   Example:
 
     >>> import jax, jax.numpy as jnp
-    >>> from aaejax import networks
+    >>> from aaejax.nets import networks
     >>> from aaejax.models import triplegan
     >>> model = triplegan.TripleGAN(
     ...     image_shape=(28, 28, 1), latent_dim=4, labeled_batch_size=4,

@@ -23,7 +23,8 @@ import math
 import jax
 import jax.numpy as jnp
 
-from aaejax import core, networks, priors as priors_lib
+from aaejax import core, priors as priors_lib
+from aaejax.nets import networks
 from aaejax.models.autoencoder import Autoencoder
 
 

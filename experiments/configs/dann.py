@@ -1,7 +1,7 @@
 """Domain-adversarial training, MNIST -> MNIST-M-style (Ganin et al. 2016, Sec. 5.2.2).
 
 Source: MNIST with labels (grey, tiled to RGB inside the model); target: the unlabelled
-train split of ``mnist_m_style`` (aaejax/mnistm.py: MNIST digits blended with crops of 6
+train split of ``mnist_m_style`` (aaejax/data/mnistm.py: MNIST digits blended with crops of 6
 scikit-image colour photos; NOT the benchmark MNIST-M, whose BSDS500 photos are not
 reachable here). Metrics: ``eval/target_accuracy`` (% on the target test split),
 ``eval/source_accuracy``, ``eval/domain_critic_accuracy`` (0.5: the critic cannot tell

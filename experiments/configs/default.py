@@ -28,7 +28,7 @@ def get_config():
   c.skip_evaluators = ()
   c.mode_coverage_samples = 10_000  # generated images the digit classifier labels
   c.cache_dir = ""              # downloads, digit classifier; "" = $AAEJAX_CACHE_DIR or ~/.cache/aaejax
-  c.classifier_options = {}     # aaejax.digits.train_classifier's options, e.g. {'steps': 3000}
+  c.classifier_options = {}     # aaejax.evaluation.digits.train_classifier's options, e.g. {'steps': 3000}
   # Feature distances (fd_digits on 28x28x1 data; fd_effnet, kid_effnet on other images;
   # fid_inception wherever inception_weights is set): generated images vs the first
   # min(fd_samples, test size) test images, whose statistics are cached in cache_dir.
@@ -74,7 +74,7 @@ CELEBA_SIZES = ("paper", "cpu")
 def celeba(c, size: str = "paper"):
   """Sets ``c`` up for CelebA 64x64 as the WAE paper (Tolstikhin et al. 2018) trains it.
 
-  Data ``celeb_a`` (aaejax.celeba: <data_dir>/celeba/ or tfds; no labels), 64-D codes,
+  Data ``celeb_a`` (aaejax.data.celeba: <data_dir>/celeba/ or tfds; no labels), 64-D codes,
   the paper's conv nets (5x5 kernels, batch norm; encoder 128-256-512-1024 stride-2 convs,
   decoder from 8x8x1024), Adam with beta1 0.5, batch 100, 50 epochs with the rate halved
   after 30 (the authors' schedule). ``size="cpu"``: the same nets 16x narrower (8-16-32-64,

@@ -9,7 +9,7 @@ conv nets (4x4 kernels, 128->1024 channels, batch norm), squared-error cost
 weighted 0.05 and the 100-epoch schedule (lr halved at epoch 30, /5 at 50):
 meant for a GPU.
 
-CelebA 64x64 (no labels; aaejax.celeba), the paper's Sec. 4 setup (configs/default.py's
+CelebA 64x64 (no labels; aaejax.data.celeba), the paper's Sec. 4 setup (configs/default.py's
 ``celeba``): ``wae.py:celeba`` (the paper's nets: 5x5 kernels, 128->1024 channels, batch
 norm, 64-D codes; 50 epochs; for GPUs/TPUs) and ``wae.py:celeba_cpu`` (16x narrower nets,
 400 steps; for CPUs). WAE-MMD with the IMQ kernel, lambda = 100, Adam lr 1e-3

@@ -21,7 +21,8 @@ from ml_collections import config_flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from aaejax import checkpoints, data, evaluation, models, train  # noqa: E402
+from aaejax import data, evaluation, models  # noqa: E402
+from aaejax.run import builder, checkpoints
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "The run's config file.")
 flags.DEFINE_string("workdir", None, "A run of this config whose newest checkpoint to use.")
@@ -30,9 +31,9 @@ flags.DEFINE_string("workdir", None, "A run of this config whose newest checkpoi
 def main(argv):
   del argv
   config = _CONFIG.value
-  run = train.build_run(config, mesh=False)
+  run = builder.build_run(config, mesh=False)
   model = run.model
-  subset = data.DeviceDataset(train.eval_subset(run.data(config.seed)[0]), None).arrays
+  subset = data.DeviceDataset(builder.eval_subset(run.data(config.seed)[0]), None).arrays
   state = jax.jit(model.init)(jax.random.key(config.seed),
                               models.hparams_from_config(model, config))
   if flags.FLAGS.workdir:

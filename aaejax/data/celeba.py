@@ -27,8 +27,8 @@ image) as the test split and the rest as train: the 10k subset gives 8,000 train
 
 Decoding 10,000 JPEGs takes seconds to tens of seconds, so the decoded images are cached
 once, as ``.npy``, in the cache directory (``cache_dir``, else ``$AAEJAX_CACHE_DIR``, else
-``~/.cache/aaejax``, as :mod:`aaejax.digits` resolves it), in a file named by the source's
-path, size and modification time and :data:`CACHE_VERSION`: a changed tar is decoded again.
+``~/.cache/aaejax``, as :mod:`aaejax.evaluation.digits` resolves it), in a file named by the
+source's path, size and modification time and :data:`CACHE_VERSION`: a changed tar is decoded again.
 An unwritable cache directory only costs the decoding at every start (a warning says so).
 """
 
@@ -45,7 +45,7 @@ import warnings
 
 import numpy as np
 
-from aaejax import data, downloads
+from aaejax.data import downloads, loaders
 
 NAME = "celeb_a"
 IMAGE_SHAPE = (64, 64, 3)
@@ -99,7 +99,7 @@ def _decode(raw: bytes, where: str) -> np.ndarray:
     with Image.open(io.BytesIO(raw)) as image:
       return preprocess(image)
   except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-    raise data.DataFileError(f"{where}: not a readable JPEG ({type(e).__name__}: {e})") from e
+    raise loaders.DataFileError(f"{where}: not a readable JPEG ({type(e).__name__}: {e})") from e
 
 
 def _is_jpeg(name: str) -> bool:
@@ -119,14 +119,14 @@ def decode_tar(path: str) -> np.ndarray:
       members = sorted((m for m in tar.getmembers() if m.isfile() and _is_jpeg(m.name)),
                        key=lambda m: m.name)
       if not members:
-        raise data.DataFileError(f"{path}: holds no JPEG files (*.jpg)")
+        raise loaders.DataFileError(f"{path}: holds no JPEG files (*.jpg)")
       images = np.empty((len(members), *IMAGE_SHAPE), np.uint8)
       for i, m in enumerate(members):
         f = tar.extractfile(m)
         images[i] = _decode(f.read(), f"{path}:{m.name}")
   except (tarfile.TarError, EOFError, OSError) as e:
     why = e.strerror if isinstance(e, OSError) and e.strerror else f"{type(e).__name__}: {e}"
-    raise data.DataFileError(f"{path}: cannot read the tar ({why}); copy or download it "
+    raise loaders.DataFileError(f"{path}: cannot read the tar ({why}); copy or download it "
                              "again") from e
   return images
 
@@ -139,7 +139,7 @@ def decode_directory(path: str) -> np.ndarray:
   """Every JPEG of directory ``path``, in file name order, preprocessed (as :func:`decode_tar`)."""
   files = _directory_files(path)
   if not files:
-    raise data.DataFileError(f"{path}: holds no JPEG files (*.jpg)")
+    raise loaders.DataFileError(f"{path}: holds no JPEG files (*.jpg)")
   images = np.empty((len(files), *IMAGE_SHAPE), np.uint8)
   for i, name in enumerate(files):
     file = os.path.join(path, name)
@@ -147,14 +147,14 @@ def decode_directory(path: str) -> np.ndarray:
       with open(file, "rb") as f:
         raw = f.read()
     except OSError as e:
-      raise data.DataFileError(f"{file}: cannot read: {e.strerror or e}") from e
+      raise loaders.DataFileError(f"{file}: cannot read: {e.strerror or e}") from e
     images[i] = _decode(raw, file)
   return images
 
 
 def find_source(data_dir: str | None = None) -> str | None:
   """The local tar or directory :func:`load_numpy` reads (see the module doc), or None."""
-  root = data.resolve_data_dir(data_dir)
+  root = loaders.resolve_data_dir(data_dir)
   if not root:
     return None
   directory = os.path.join(root, SUBDIR)
@@ -174,8 +174,8 @@ def split_slice(n: int, split: str) -> slice:
   >>> split_slice(10_000, "train"), split_slice(10_000, "test")
   (slice(0, 8000, None), slice(8000, 10000, None))
   """
-  if split not in data.SPLITS:
-    raise ValueError(f"Unknown split {split!r}; expected one of {data.SPLITS}")
+  if split not in loaders.SPLITS:
+    raise ValueError(f"Unknown split {split!r}; expected one of {loaders.SPLITS}")
   if n == OFFICIAL_SIZE:
     return slice(0, OFFICIAL_TRAIN_END) if split == "train" else slice(OFFICIAL_TEST_START, n)
   test = max(1, int(n * TEST_FRACTION))
@@ -184,7 +184,7 @@ def split_slice(n: int, split: str) -> slice:
 
 def cache_root(cache_dir: str | None = None) -> str:
   """``cache_dir``, else ``$AAEJAX_CACHE_DIR``, else ``~/.cache/aaejax`` (absolute;
-  :func:`aaejax.downloads.resolve_cache_dir`)."""
+  :func:`aaejax.data.downloads.resolve_cache_dir`)."""
   return downloads.resolve_cache_dir(cache_dir)
 
 
@@ -312,24 +312,24 @@ def load_numpy(split: str, data_dir: str | None = None, cache_dir: str | None = 
       than two images.
     DatasetNotFoundError: If there is no local copy and tfds cannot load ``celeb_a``.
   """
-  if split not in data.SPLITS:
-    raise ValueError(f"Unknown split {split!r}; expected one of {data.SPLITS}")
+  if split not in loaders.SPLITS:
+    raise ValueError(f"Unknown split {split!r}; expected one of {loaders.SPLITS}")
   found = find_source(data_dir)
   if found:
     images = decoded(found, cache_dir)
     if len(images) < 2:
-      raise data.DataFileError(f"{found}: holds {len(images)} image(s); a train and a test "
+      raise loaders.DataFileError(f"{found}: holds {len(images)} image(s); a train and a test "
                                "split need at least 2")
     return {"image": images[split_slice(len(images), split)]}
-  root = data.resolve_data_dir(data_dir)
+  root = loaders.resolve_data_dir(data_dir)
   try:
     return {"image": _tfds_cached(split, root, cache_dir)}
   except Exception as e:  # pylint: disable=broad-except  # Any tfds failure.
     tfds_error = f"{type(e).__name__}: {e}"
   where = os.path.join(root, SUBDIR) if root else None
-  raise data.DatasetNotFoundError(
+  raise loaders.DatasetNotFoundError(
       f"Dataset {NAME!r} split {split!r} not found. Searched "
       f"{where or '(nothing; no data_dir given)'} for {PREFERRED_TAR}, {TAR_PATTERN} or "
-      f"{IMAGE_DIR}/ (JPEGs). Set config.data_dir or the {data.DATA_DIR_ENV} environment "
+      f"{IMAGE_DIR}/ (JPEGs). Set config.data_dir or the {loaders.DATA_DIR_ENV} environment "
       f"variable to a directory containing {SUBDIR}/, or install tensorflow_datasets "
       f"(pip install 'aaejax[tfds]'; tfds attempt failed with {tfds_error}).")

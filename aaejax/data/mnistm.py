@@ -23,7 +23,7 @@ seed, see :func:`load`). Labels are MNIST's.
 :func:`load` (also reached as ``aaejax.data.load_numpy("mnist_m_style", split, ...)``)
 builds a split once (vectorised numpy, seconds for 60,000 digits) and caches it as ``.npz``
 in ``<cache dir>/datasets/mnist_m_style/`` (the cache dir of
-:func:`aaejax.downloads.resolve_cache_dir`), in a file named by split, seed and
+:func:`aaejax.data.downloads.resolve_cache_dir`), in a file named by split, seed and
 :data:`CACHE_VERSION`; later loads read that file (and need neither MNIST nor scikit-image).
 
 scikit-image is an optional dependency: ``pip install 'aaejax[mnistm]'``.
@@ -37,7 +37,7 @@ from typing import Sequence
 
 import numpy as np
 
-from aaejax import data, downloads
+from aaejax.data import downloads, loaders
 
 NAME = "mnist_m_style"
 IMAGE_SHAPE = (28, 28, 3)
@@ -60,7 +60,7 @@ def load_photos() -> list[np.ndarray]:
   try:
     import skimage.data  # pylint: disable=g-import-not-at-top
   except ImportError as e:
-    raise data.DatasetNotFoundError(
+    raise loaders.DatasetNotFoundError(
         f"{NAME} needs scikit-image for its photos ({type(e).__name__}: {e}): "
         f"{INSTALL_HINT}") from e
   photos = []
@@ -68,7 +68,7 @@ def load_photos() -> list[np.ndarray]:
     try:
       photo = getattr(skimage.data, name)()
     except Exception as e:  # pylint: disable=broad-except  # a missing or unfetchable file
-      raise data.DatasetNotFoundError(
+      raise loaders.DatasetNotFoundError(
           f"{NAME}: skimage.data.{name}() failed ({type(e).__name__}: {e}); "
           f"reinstall scikit-image: {INSTALL_HINT}") from e
     if isinstance(photo, tuple):  # stereo_motorcycle: (left, right, disparity)
@@ -221,15 +221,15 @@ def load(split: str, data_dir: str | None = None, cache_dir: str | None = None,
     ValueError: For an unknown split.
     DatasetNotFoundError: If MNIST is found nowhere, or scikit-image is missing.
   """
-  if split not in data.SPLITS:
-    raise ValueError(f"Unknown split {split!r}; expected one of {data.SPLITS}")
+  if split not in loaders.SPLITS:
+    raise ValueError(f"Unknown split {split!r}; expected one of {loaders.SPLITS}")
   path = cache_path(split, seed, cache_dir)
   if path in _MEMORY:
     return _MEMORY[path]
   arrays = _read_cache(path)
   if arrays is None:
-    mnist = data.load_numpy("mnist", split, data_dir, cache_dir=cache_dir, download=download)
-    arrays = build(mnist["image"], mnist["label"], [int(seed), data.SPLITS.index(split)])
+    mnist = loaders.load_numpy("mnist", split, data_dir, cache_dir=cache_dir, download=download)
+    arrays = build(mnist["image"], mnist["label"], [int(seed), loaders.SPLITS.index(split)])
     try:
       downloads.save_npz_atomic(path, arrays)
     except OSError as e:

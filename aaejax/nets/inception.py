@@ -10,7 +10,7 @@ final global average pool ("pool3"), 2048-D.
 
 Preprocessing (:func:`preprocess`): float images in [0, 1] of any size, grey or RGB, are resized
 bilinearly to 299×299 as ``F.interpolate(mode="bilinear", align_corners=False)`` does (see
-:mod:`aaejax.imagenet`), then scaled to [-1, 1] by ``2 x - 1``.
+:mod:`aaejax.nets.imagenet`), then scaled to [-1, 1] by ``2 x - 1``.
 
 Weights: the ``.pth`` of pytorch-fid's GitHub release (about 92 MB, not shipped with aaejax and
 not downloaded by it). With internet access::
@@ -22,7 +22,7 @@ not downloaded by it). With internet access::
 (or ``wget -O …``; pytorch-fid itself caches the same file under
 ``~/.cache/torch/hub/checkpoints/``). Then point aaejax at it with the config field
 ``inception_weights`` (e.g. ``--config.inception_weights=$HOME/.cache/aaejax/pt_inception-2015-12-05-6726825d.pth``),
-or in Python ``variables = load_variables(path)``. The file is read by :mod:`aaejax.pth`
+or in Python ``variables = load_variables(path)``. The file is read by :mod:`aaejax.nets.pth`
 without torch; its ``fc`` (1008-way classifier) is not used.
 
 Example (random weights, the same tree as the real ones; no computation):
@@ -41,7 +41,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from aaejax import imagenet, pth
+from aaejax.nets import imagenet, pth
 
 FEATURE_DIM = 2048
 IMAGE_SIZE = 299
@@ -200,7 +200,7 @@ _INIT_SHAPE = (1, 75, 75, 3)  # parameters don't depend on the input size; 75 is
 
 def init_variables(rng: jax.Array) -> Variables:
   """Random variables (He-normal kernels, identity BatchNorm; see
-  :func:`aaejax.imagenet.random_variables`) with the tree, shapes and dtypes of
+  :func:`aaejax.nets.imagenet.random_variables`) with the tree, shapes and dtypes of
   :func:`load_variables`'s; for tests and shape checks, not for FID."""
   return imagenet.random_variables(variable_shapes(), rng)
 
@@ -224,7 +224,7 @@ def load_variables(path: str | os.PathLike | None) -> Variables:
 
   Raises:
     FileNotFoundError: ``path`` is None or missing; the message says where to download it.
-    aaejax.pth.PthError: the file is not that state dict (a key missing, of the wrong shape, or
+    aaejax.nets.pth.PthError: the file is not that state dict (a key missing, of the wrong shape, or
       unused; the message names it). ``fc.*`` and ``*.num_batches_tracked`` keys are ignored.
   """
   if path is None or not os.path.isfile(path):

@@ -3,14 +3,14 @@
 Typed PRNG keys are stored as their raw ``uint32`` key data. Restoring takes a
 template state (e.g. a freshly initialised one) whose shardings say where the
 arrays go, so a run saved on 8 devices resumes on 1 and vice versa. With several
-processes (:mod:`aaejax.distributed`) saving and restoring are collective: every
+processes (:mod:`aaejax.run.distributed`) saving and restoring are collective: every
 process calls them, each writes and reads the shards it holds, and the directory
 must be one that every process sees; a multi-process checkpoint restores on one
 process and vice versa.
 
 Failures never pass silently: a directory that cannot be written fails at
 construction; a background save that fails is raised, as
-:class:`~aaejax.guards.CheckpointFailed` naming the directory, by the next
+:class:`~aaejax.run.guards.CheckpointFailed` naming the directory, by the next
 :meth:`Checkpointer.check` (the loop asks at every step while a save is in
 flight) or :meth:`Checkpointer.wait`; :meth:`Checkpointer.restore_latest`
 skips checkpoints that do not restore (saying which and why) and falls back to
@@ -27,7 +27,7 @@ import jax
 import orbax.checkpoint as ocp
 
 from aaejax.errors import ConfigError
-from aaejax.guards import CheckpointFailed
+from aaejax.run.guards import CheckpointFailed
 
 
 def _is_key(x) -> bool:

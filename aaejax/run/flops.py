@@ -200,7 +200,7 @@ def aae_step_flops(batch: int, image_dim: int, latent_dim: int, hidden: Sequence
   """FLOPs of the three-phase AAE step with MLP encoder, decoder and critic, by hand.
 
   ``decoder_hidden`` defaults to ``hidden`` in the same order, as
-  :class:`aaejax.networks.MLPDecoder` uses it.
+  :class:`aaejax.nets.networks.MLPDecoder` uses it.
 
   recon: encoder+decoder forward and backward (no gradient w.r.t. the images);
   critic: encoder forward, critic forward+backward on codes and prior samples

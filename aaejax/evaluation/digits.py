@@ -24,7 +24,8 @@ import numpy as np
 import optax
 from flax import traverse_util
 
-from aaejax import batching, data, downloads
+from aaejax import data
+from aaejax.data import batching, downloads
 
 CLASSIFIER_VERSION = 1  # Bump when the architecture or the training recipe changes.
 CACHE_DIR_ENV = downloads.CACHE_DIR_ENV

@@ -5,7 +5,7 @@ Every process runs the same program (``experiments/main.py --multiprocess``):
 1. :func:`initialize` calls ``jax.distributed.initialize()``: on TPU VMs and
    under SLURM/Open MPI the coordinator, process count and process id are
    detected; elsewhere pass them. ``jax.devices()`` then lists every
-   process's devices and :func:`aaejax.parallel.make_mesh` builds one global mesh.
+   process's devices and :func:`aaejax.run.parallel.make_mesh` builds one global mesh.
 2. Each process keeps the dataset on host (:class:`ProcessShardedDataset`),
    computes the same global permutation from the seed, and for each step
    transfers to its devices only its rows of the global batch; the global batch
@@ -26,7 +26,8 @@ from typing import Mapping
 import jax
 import numpy as np
 
-from aaejax import data, parallel
+from aaejax import data
+from aaejax.run import parallel
 
 
 def initialize(coordinator_address: str | None = None, num_processes: int | None = None,

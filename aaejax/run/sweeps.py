@@ -16,11 +16,11 @@ axis trains them all.
   final eval metrics) and ``workdir/sweep.json``; stacked checkpoints in
   ``workdir/checkpoints`` make it resumable like a solo run.
 
-Member ``i`` is the solo run (:func:`aaejax.train.train_and_evaluate`) of its
+Member ``i`` is the solo run (:func:`aaejax.run.train.train_and_evaluate`) of its
 configuration: same init key, same data order (each member's permutation comes
 from its own seed's data key), same per-step keys, same eval. It is not bitwise
 equal on CPU: XLA compiles the vmapped program differently (other fusions, and
-with :func:`aaejax.train.compiler_options` ``(vmapped=True)`` other matmul
+with :func:`aaejax.run.builder.compiler_options` ``(vmapped=True)`` other matmul
 kernels), which moves a few parameters by an ulp per step; the tests
 bound the difference after 25 steps (losses and eval metrics to ``rtol=1e-4``,
 see ``tests/test_sweeps.py``).
@@ -37,8 +37,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from aaejax import (checkpoints, config_checks, data, figures, history, models,
-                    parallel, train)
+from aaejax import data, models
+from aaejax.core import config_checks
+from aaejax.evaluation import figures
+from aaejax.run import builder, checkpoints, history, parallel, train
 
 Grid = Mapping[str, Sequence[Any]]
 
@@ -55,7 +57,7 @@ def vmap_step(train_step: Callable, in_axes: tuple = (0, None, 0)) -> Callable:
   default the batch is shared by every member and the keys are per member (a
   ``(K,)`` key array); ``in_axes`` (as for ``jax.vmap``, one entry per argument
   of ``train_step``, the first 0) says otherwise. Jit the result yourself
-  (donating the states, e.g. with ``aaejax.train.jit_step(step, vmapped=True)``,
+  (donating the states, e.g. with ``aaejax.run.builder.jit_step(step, vmapped=True)``,
   which also picks XLA options for vmapped programs): it is one program for all
   members. On CPU, a batch stacked per member (``in_axes``
   1 = 0, the same data ``jnp.broadcast_to`` K times) runs faster than a shared
@@ -64,7 +66,9 @@ def vmap_step(train_step: Callable, in_axes: tuple = (0, None, 0)) -> Callable:
   Example:
 
     >>> import jax, jax.numpy as jnp
-    >>> from aaejax import models, networks, sweeps
+    >>> from aaejax import models
+    >>> from aaejax.nets import networks
+    >>> from aaejax.run import sweeps
     >>> model = models.WAE(image_shape=(28, 28, 1), latent_dim=8, penalty="mmd_imq",
     ...                    encoder=networks.MLPEncoder(8, (32,)),
     ...                    decoder=networks.MLPDecoder((28, 28, 1), (32,)))
@@ -102,7 +106,7 @@ def member(states: Any, i: int | jax.Array) -> Any:
 
 
 def member_keys(seed: int) -> jax.Array:
-  """``(init, data, eval)`` keys of a run with ``seed``, exactly as in :mod:`aaejax.train`."""
+  """``(init, data, eval)`` keys of a run with ``seed``, exactly as in :mod:`aaejax.run.train`."""
   return jax.random.split(jax.random.key(seed), 3)
 
 
@@ -266,12 +270,12 @@ def make_sweep_fn(model, batch_size: int, mesh, train_axes: Mapping[str, int | N
   """The sweep's step over stacked states: :func:`vmap_step` of the training loop's step.
 
   ``(states, arrays, perm, index, streams) -> (states, metrics)``, each member
-  running :func:`aaejax.train.make_train_fn`'s step; ``train_axes``,
+  running :func:`aaejax.run.builder.make_train_fn`'s step; ``train_axes``,
   ``perm_axis`` and ``stream_axes`` say which inputs are stacked per member (0)
-  or shared (None). Jit it with ``aaejax.train.jit_step(..., vmapped=True)``;
+  or shared (None). Jit it with ``aaejax.run.builder.jit_step(..., vmapped=True)``;
   ``experiments/benchmark.py`` times this same function.
   """
-  step_fn = train.make_train_fn(model, batch_size, mesh, jit=False)
+  step_fn = builder.make_train_fn(model, batch_size, mesh, jit=False)
   return vmap_step(step_fn, (0, dict(train_axes), perm_axis, None,
                              {k: dict(v) for k, v in stream_axes.items()}))
 
@@ -280,7 +284,7 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
   """Trains every configuration of ``grid`` over ``config`` as one vmapped program.
 
   Args:
-    config: the base config (as for :func:`aaejax.train.train_and_evaluate`).
+    config: the base config (as for :func:`aaejax.run.train.train_and_evaluate`).
     grid: ``{field: values}`` or ``"FIELD=V1,V2,…"`` strings; see :func:`parse_grid`.
     workdir: output directory: ``member_<i>/`` per member, ``summary.md``,
       ``sweep.json``, ``checkpoints/`` (stacked states). Re-running with the
@@ -291,7 +295,7 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
   """
   if parallel.is_multiprocess():
     raise ValueError("sweeps run in one process; use jax.distributed for one model instead.")
-  run = train.build_run(config)
+  run = builder.build_run(config)
   model, mesh, train_np = run.model, run.mesh, run.train
   replicated = parallel.replicated(mesh)
   grid = parse_grid(grid, config, model)
@@ -326,7 +330,7 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
   if not 0 < config.batch_size <= num_train:
     raise ValueError(f"batch_size={config.batch_size} must be in [1, {num_train}]")
   steps_per_epoch = num_train // config.batch_size
-  subsets = _dedupe([train.eval_subset(p[0]) for p in prepared], replicated)
+  subsets = _dedupe([builder.eval_subset(p[0]) for p in prepared], replicated)
   evaluate = run.evaluation(replicated)
   test = evaluate.test
 
@@ -340,7 +344,7 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
   states = jax.device_put(init_members(model, configs), replicated)
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
                                   config.get("max_checkpoints", 3))
-  sweep_fn = train.jit_step(make_sweep_fn(model, config.batch_size, mesh, train_axes,
+  sweep_fn = builder.jit_step(make_sweep_fn(model, config.batch_size, mesh, train_axes,
                                           None if shared_order else 0, stream_axes),
                             vmapped=True)
   perm_fn = jax.jit(data.epoch_permutation, static_argnums=2, out_shardings=replicated)

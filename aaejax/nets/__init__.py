@@ -1,0 +1,3 @@
+"""Networks: the linen encoders, decoders and critics (:mod:`~aaejax.nets.networks`), the
+frozen feature networks (:mod:`~aaejax.nets.effnet`, :mod:`~aaejax.nets.inception`) and
+their weight readers (:mod:`~aaejax.nets.pth`, :mod:`~aaejax.nets.imagenet`)."""
