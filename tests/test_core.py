@@ -132,7 +132,7 @@ def test_every_registered_model_builds_from_its_config():
     c.critic_hidden = (8,)
     c.penalty, c.num_labeled, c.num_clusters = "mmd_imq", 100, 10
     c.prior = "gaussian_mixture" if name == "aae_supervised_prior" else "gaussian"
-    c.posterior = "gaussian" if name == "vae" else "deterministic"
+    c.posterior = "gaussian" if name in ("vae", "vaegan") else "deterministic"
     c.num_labeled = 0 if name == "aae_clustering" else 100
     model = models.create(c, (28, 28, 1))
     assert type(model) is cls

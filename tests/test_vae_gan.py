@@ -146,7 +146,7 @@ def rows(workdir):
   return [json.loads(r) for r in open(os.path.join(workdir, "metrics.jsonl"))]
 
 
-@pytest.mark.parametrize("name", ["vae", "gan"])
+@pytest.mark.parametrize("name", ["vae", "gan", "infogan"])
 def test_main_loop_sweep_and_resume(mnist_dir, tmp_path, name, monkeypatch):
   real = builder.load_splits
 
@@ -157,7 +157,7 @@ def test_main_loop_sweep_and_resume(mnist_dir, tmp_path, name, monkeypatch):
   monkeypatch.setattr(builder, "load_splits", small_splits)
   fields = dict(hidden=(32,), critic_hidden=(32,), num_steps=12, log_every=2, eval_every=6,
                 checkpoint_every=4, iw_examples=100, iw_samples=10)
-  if name == "gan":
+  if name in ("gan", "infogan"):
     fields.update(skip_evaluators=(), mode_coverage_samples=200, latent_dim=4,
                   cache_dir=str(tmp_path / "cache"), classifier_options={"steps": 20},
                   fd_samples=200, parzen_samples=200, parzen_validation=50, parzen_test=100)
@@ -177,8 +177,10 @@ def test_main_loop_sweep_and_resume(mnist_dir, tmp_path, name, monkeypatch):
     evals = [r for r in rows(tmp_path / "straight") if "eval/fd_digits" in r]
     assert [("eval/parzen_ll" in r) for r in evals] == [False, True]  # the final eval only
     assert "eval/recon_loss" not in result
+    assert ("eval/categorical_error" in result) == (name == "infogan")
   plots = set(os.listdir(tmp_path / "straight" / "plots"))
   assert {"samples.png", "curves.png"} <= plots
+  assert ("infogan_codes.png" in plots) == (name == "infogan")
   assert ("latent_qz.png" in plots) == (name == "vae")
   # Resume: 8 steps, then the same run to 12, equals the straight run.
   c8 = c.copy_and_resolve_references()
@@ -215,3 +217,22 @@ def test_figures_follow_capabilities(tmp_path):
   assert {"latent_qz.png", "manifold.png", "reconstructions.png"} <= {os.path.basename(p)
                                                                      for p in v}
   assert core.LIKELIHOOD in vae.capabilities() and core.ENCODE not in gan.capabilities()
+
+
+def test_minibatch_stddev_critic():
+  x = jax.random.uniform(jax.random.key(0), (8, 28, 28, 1))
+  plain = networks.ImageCritic((16, 8))
+  mb = networks.ImageCritic((16, 8), minibatch_std=4)
+  v_plain, v_mb = plain.init(jax.random.key(1), x), mb.init(jax.random.key(1), x)
+  assert set(v_plain["params"]) == {"mlp"}  # the option off keeps the checkpoint layout
+  assert v_mb["params"]["out"]["kernel"].shape == (8 + 1, 1)
+  assert mb.apply(v_mb, x).shape == (8,)
+  # A group of identical images has feature std 0: its logit moves with the std input alone.
+  same = jnp.tile(x[:1], (4, 1, 1, 1))
+  h = networks.minibatch_stddev(jnp.concatenate([same.reshape(4, -1), x[4:].reshape(4, -1)]), 4)
+  assert float(h[0, 0]) < 1e-3 < float(h[4, 0])
+  assert mb.apply(v_mb, x[:6]).shape == (6,)  # 4 does not divide 6: groups of 2
+  np.testing.assert_allclose(networks.minibatch_stddev(x[:6].reshape(6, -1), 4),
+                             networks.minibatch_stddev(x[:6].reshape(6, -1), 2))
+  config = small_config("gan", minibatch_std=2, hidden=(8,), critic_hidden=(8,))
+  assert models.create(config, (28, 28, 1)).critic.minibatch_std == 2

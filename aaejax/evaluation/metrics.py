@@ -13,6 +13,7 @@ import functools
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.optimize
 
 from aaejax import penalties
 
@@ -235,6 +236,29 @@ def cluster_error(train_clusters, train_labels, test_clusters, test_labels, num_
   np.add.at(counts, (train_clusters, train_labels), 1)
   majority = np.where(counts.sum(axis=1) > 0, counts.argmax(axis=1), -1)
   return float(100.0 * np.mean(majority[test_clusters] != test_labels))
+
+
+def matched_error(pred, labels, num_categories: int, num_classes: int = 10) -> float:
+  """Percent error of categories used as classes after the best one-to-one matching.
+
+  The matching of category values to classes that maximises the agreements on these
+  examples (the Hungarian method on the (categories × classes) confusion counts); with more
+  categories than classes the unmatched categories count as errors. This is how an
+  unsupervised categorical code (InfoGAN's c) is scored as a digit classifier.
+
+  Example:
+
+    >>> # categories are the labels permuted (0->2, 1->0, 2->1), one mistake in six
+    >>> matched_error([2, 2, 0, 0, 1, 0], [0, 0, 1, 1, 2, 2], num_categories=3, num_classes=3)
+    16.666666666666664
+  """
+  pred, labels = np.asarray(pred), np.asarray(labels)
+  if pred.shape != labels.shape:
+    raise ValueError(f"pred {pred.shape} and labels {labels.shape} differ in shape.")
+  counts = np.zeros((num_categories, num_classes), np.int64)
+  np.add.at(counts, (pred, labels), 1)
+  rows, cols = scipy.optimize.linear_sum_assignment(counts, maximize=True)
+  return float(100.0 * (1.0 - counts[rows, cols].sum() / max(len(labels), 1)))
 
 
 def error_rate(logits_or_pred: jax.Array, labels: jax.Array) -> float:

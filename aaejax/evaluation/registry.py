@@ -204,8 +204,8 @@ class Context:
     chunks = self._cache.setdefault("generated", [])
     key = jax.random.fold_in(self.eval_rng, 0x6E4)
     while len(chunks) * GENERATE_CHUNK < n:
-      chunks.append(generate_images(self.model, self.state, jax.random.fold_in(key, len(chunks)),
-                              GENERATE_CHUNK))
+      chunks.append(generate_images(self.model, self.state,
+                                    jax.random.fold_in(key, len(chunks)), GENERATE_CHUNK))
     if ("generated", n) not in self._cache:
       used = chunks[:-(-n // GENERATE_CHUNK)]
       self._cache[("generated", n)] = (used[0] if len(used) == 1

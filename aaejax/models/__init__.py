@@ -23,17 +23,21 @@ from aaejax.models.aae_dimreduction import DimReductionAAE
 from aaejax.models.aae_style import StyleAAE
 from aaejax.models.aae_supervised_prior import SupervisedPriorAAE
 from aaejax.models.autoencoder import POSTERIORS, Autoencoder
+from aaejax.models.bigan import BiGAN
 from aaejax.models.dann import DANN
 from aaejax.models.gan import GAN, AdversarialGenerator
+from aaejax.models.infogan import InfoGAN
 from aaejax.models.triplegan import TripleGAN
 from aaejax.models.vae import VAE
+from aaejax.models.vaegan import VAEGAN
 from aaejax.models.wae import WAE, WAE_PENALTIES
 
 MODELS: dict[str, type[Model]] = {
     "aae": AAE, "wae": WAE, "vae": VAE, "gan": GAN,
     "aae_supervised_prior": SupervisedPriorAAE, "aae_style": StyleAAE,
     "aae_semisupervised": SemiSupervisedAAE, "aae_clustering": ClusteringAAE,
-    "aae_dimreduction": DimReductionAAE, "dann": DANN, "triplegan": TripleGAN}
+    "aae_dimreduction": DimReductionAAE, "dann": DANN, "triplegan": TripleGAN,
+    "infogan": InfoGAN, "bigan": BiGAN, "vaegan": VAEGAN}
 
 
 def register(name: str, cls: type[Model]) -> None:
@@ -58,7 +62,7 @@ def validate(config) -> None:
 
   >>> validate({"model": "aea"})
   Traceback (most recent call last):
-  aaejax.errors.ConfigError: config.model='aea': unknown model 'aea'; expected one of ('aae', 'aae_clustering', 'aae_dimreduction', 'aae_semisupervised', 'aae_style', 'aae_supervised_prior', 'dann', 'gan', 'triplegan', 'vae', 'wae').
+  aaejax.errors.ConfigError: config.model='aea': unknown model 'aea'; expected one of ('aae', 'aae_clustering', 'aae_dimreduction', 'aae_semisupervised', 'aae_style', 'aae_supervised_prior', 'bigan', 'dann', 'gan', 'infogan', 'triplegan', 'vae', 'vaegan', 'wae').
   """
   config_checks.validate(config, choices())
 
@@ -131,5 +135,5 @@ def hparams_from_config(model: Model, config: Mapping) -> dict[str, float]:
 
 __all__ = ["AAE", "WAE", "VAE", "GAN", "SupervisedPriorAAE", "StyleAAE", "SemiSupervisedAAE",
            "ClusteringAAE", "DimReductionAAE", "DANN", "WAE_PENALTIES", "Autoencoder",
-           "AdversarialGenerator", "TripleGAN", "Model", "TrainState", "MODELS", "create",
-           "register", "hparams_from_config", "lr_schedule", "validate", "check", "choices"]
+           "AdversarialGenerator", "TripleGAN", "InfoGAN", "BiGAN", "VAEGAN", "Model",
+           "TrainState", "MODELS", "create", "register", "hparams_from_config", "lr_schedule", "validate", "check", "choices"]

@@ -47,7 +47,8 @@ def build_gan_networks(config, image_shape):
     return (networks.MLPDecoder(image_shape, hidden, negative_slope=0.2,
                                 batch_norm=config.get("batch_norm", True), dtype=dtype),
             networks.ImageCritic(tuple(config.get("critic_hidden", networks.AAE_HIDDEN)),
-                                 dropout=config.get("critic_dropout", 0.0), dtype=dtype))
+                                 dropout=config.get("critic_dropout", 0.0),
+                                 minibatch_std=config.get("minibatch_std", 0), dtype=dtype))
   if config.network != "conv":
     raise ValueError(f"unknown network {config.network!r}; expected 'mlp' or 'conv'.")
   side = image_shape[0]
@@ -60,6 +61,18 @@ def build_gan_networks(config, image_shape):
   bn = config.get("batch_norm", True)
   return (networks.ConvDecoder(image_shape, gen, kernel, bn, dtype=dtype),
           networks.ConvCritic(critic, kernel, bn, dtype=dtype))
+
+
+def noisy_critic(model, state, params, model_state, images, rng, *extra):
+  """``model``'s network ``"critic"`` in training mode on ``images`` plus gaussian instance
+  noise of std ``hparams["critic_noise"]`` (and on ``extra`` inputs as they are), with a
+  dropout rng: ``(output, model_state)``. Shared by the image critics of the GAN family and
+  its relatives (BiGAN's pair critic, VAE-GAN's feature critic)."""
+  noise_rng, dropout_rng = jax.random.split(rng)
+  noisy = images + state.hparams["critic_noise"] * jax.random.normal(noise_rng, images.shape,
+                                                                     images.dtype)
+  return model.apply("critic", params, model_state, noisy, *extra, train=True,
+                     rngs={"dropout": dropout_rng})
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
@@ -102,8 +115,9 @@ class AdversarialGenerator(core.Model):
     generator, critic = build_gan_networks(config, image_shape)
     prior = priors_lib.get(config.prior, dim=config.latent_dim,
                            **dict(config.get("prior_options", {}) or {}))
+    fields = {"generator": generator, "critic": critic, **fields}  # a family may bring its own
     return cls(image_shape=image_shape, latent_dim=config.latent_dim, prior=prior,
-               generator=generator, critic=critic, **core.optimizer_fields(config), **fields)
+               **core.optimizer_fields(config), **fields)
 
   def networks(self):
     return {"generator": (self.generator, ((2, self.latent_dim),)),
@@ -167,11 +181,7 @@ class GAN(AdversarialGenerator):
 
   def critic_logits(self, state, params, model_state, images, rng):
     """D's logits of ``images`` plus ``critic_noise`` gaussian noise, and the new model state."""
-    noise_rng, dropout_rng = jax.random.split(rng)
-    noisy = images + state.hparams["critic_noise"] * jax.random.normal(noise_rng, images.shape,
-                                                                       images.dtype)
-    return self.apply("critic", params, model_state, noisy, train=True,
-                      rngs={"dropout": dropout_rng})
+    return noisy_critic(self, state, params, model_state, images, rng)
 
   def prepare(self, state, batch, rng):
     return {"x": core.image_inputs(batch["image"], self.image_shape),

@@ -155,18 +155,53 @@ class ImageCritic(nn.Module):
 
   ``dropout`` after each hidden layer in training, as the GAN paper's MNIST
   discriminator (Goodfellow et al. 2014); it needs a ``"dropout"`` rng then.
+  ``minibatch_std`` > 0: the last hidden layer's features get one more, the
+  :func:`minibatch_stddev` over groups of that many examples (0: off, and the parameters
+  keep the plain MLP's layout).
   """
 
   hidden: Sequence[int] = AAE_HIDDEN
   negative_slope: float = 0.2
   dropout: float = 0.0
+  minibatch_std: int = 0
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     h = x.reshape(x.shape[0], -1)
-    return MLP(self.hidden, 1, self.negative_slope, self.dropout, dtype=self.dtype,
-               name="mlp")(h, train)[:, 0]
+    if not self.minibatch_std:
+      return MLP(self.hidden, 1, self.negative_slope, self.dropout, dtype=self.dtype,
+                 name="mlp")(h, train)[:, 0]
+    h = MLP(self.hidden[:-1], self.hidden[-1], self.negative_slope, self.dropout,
+            dtype=self.dtype, name="trunk")(h, train)
+    h = nn.leaky_relu(h, self.negative_slope)
+    if self.dropout:
+      h = nn.Dropout(self.dropout, deterministic=not train)(h)
+    h = jnp.concatenate([h, minibatch_stddev(h, self.minibatch_std)], -1)
+    return _f32(nn.Dense(1, dtype=self.dtype, name="out")(h)[:, 0])
+
+
+def minibatch_stddev(h: jax.Array, group: int) -> jax.Array:
+  """(n, 1): the mean over features of the standard deviation of ``h`` (n, f) within each
+  group of ``group`` consecutive examples (Karras et al. 2018's minibatch-stddev feature).
+
+  A critic that sees it can tell a batch of near-identical fakes from real data, so a
+  generator that drops modes is penalised. Groups are consecutive, so a batch of real
+  examples followed by as many fakes never mixes the two when ``group`` divides their count
+  (a batch it does not divide is grouped by their greatest common divisor).
+
+  Example:
+
+    >>> import jax.numpy as jnp
+    >>> std = minibatch_stddev(jnp.array([[0.0, 0.0], [2.0, 4.0], [1.0, 1.0], [1.0, 1.0]]), 2)
+    >>> [round(float(v), 3) for v in std[:, 0]]   # groups (0, 1) and (2, 3)
+    [1.5, 1.5, 0.0, 0.0]
+  """
+  n = h.shape[0]
+  group = math.gcd(n, group)  # a batch that ``group`` does not divide: smaller groups
+  g = h.reshape(n // group, group, -1).astype(jnp.float32)
+  std = jnp.sqrt(jnp.var(g, axis=1) + 1e-8).mean(-1)
+  return jnp.repeat(std, group)[:, None].astype(h.dtype)
 
 
 class ConvCritic(nn.Module):
@@ -187,6 +222,22 @@ class ConvCritic(nn.Module):
     h = _conv_stack(x, self.channels, self.kernel_size, self.batch_norm, train,
                     lambda h: nn.leaky_relu(h, 0.2), norm_first=False, dtype=self.dtype)
     return _f32(nn.Dense(1, dtype=self.dtype, name="out")(h)[:, 0])
+
+
+class ConvTrunk(nn.Module):
+  """The DCGAN critic's convs without its output layer: stride-2 convs, LeakyReLU 0.2, batch
+  norm after every conv but the first; returns the flattened features (a trunk that heads
+  share, e.g. InfoGAN's D and Q)."""
+
+  channels: Sequence[int] = (64, 128)
+  kernel_size: int = 4
+  batch_norm: bool = True
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x, train: bool = True):
+    return _conv_stack(x, self.channels, self.kernel_size, self.batch_norm, train,
+                       lambda h: nn.leaky_relu(h, 0.2), norm_first=False, dtype=self.dtype)
 
 
 def _norm(use_bn: bool, train: bool, name: str, dtype: Any = jnp.float32):
