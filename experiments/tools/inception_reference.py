@@ -10,7 +10,7 @@ strictly) and compares the pool3 features with aaejax's, loaded from the same we
 Two steps, because torch and aaejax live in different virtualenvs:
 
   # 1. torch side (venv with torch, torchvision, pytorch-fid==0.3.0):
-  /work/torchenv/bin/python experiments/tools/inception_reference.py torch /tmp/fidcheck
+  ../torchenv/bin/python experiments/tools/inception_reference.py torch /tmp/fidcheck
   # 2. aaejax side (the project's venv; no torch):
   .venv/bin/python experiments/tools/inception_reference.py compare /tmp/fidcheck
 
