@@ -14,4 +14,5 @@ from aaejax.evaluation import evaluators
 from aaejax.evaluation.evaluators import likelihood_bounds
 from aaejax.evaluation.registry import (EVAL_BATCH, FD_CACHE_VERSION, GENERATE_CHUNK, REGISTRY,
                                         Context, Evaluation, Evaluator, context, labelled,
+                                        mnist_like,
                                         per_example, register, select)

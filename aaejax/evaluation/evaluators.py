@@ -61,9 +61,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from aaejax import core, data, priors as priors_lib
-from aaejax.evaluation import digits, metrics, parzen
+from aaejax.evaluation import digits, feature_nets, metrics, parzen
 from aaejax.evaluation import feature_distances as fdist
-from aaejax.evaluation.registry import labelled, register
+from aaejax.evaluation.registry import labelled, mnist_like, register
 
 
 @register("recon_loss", {core.RECONSTRUCT})
@@ -196,10 +196,6 @@ def _likelihood(ctx):
           "eval/nll_elbo_iw_subset": float(jnp.mean(neg_elbo[:m]))}
 
 
-def _mnist_like(model, config):
-  """28×28×1 images of a 10-class data set: what the digit classifier judges."""
-  return (tuple(model.image_shape) == (28, 28, 1)
-          and data.NUM_CLASSES.get(config.get("dataset", "mnist"), 10) == 10)
 
 
 def _not_mnist_like(model, config):
@@ -207,14 +203,12 @@ def _not_mnist_like(model, config):
   return tuple(model.image_shape) != (28, 28, 1)
 
 
-@register("mode_coverage", {core.GENERATE}, applies=_mnist_like)
+@register("mode_coverage", {core.GENERATE}, applies=mnist_like)
 def _mode_coverage(ctx):
   """Classes of ``mode_coverage_samples`` generated images, by the project's digit classifier."""
 
   n = int(ctx.config.get("mode_coverage_samples", 10_000))
-  params = digits.load_or_train(ctx.config.dataset, ctx.config.get("data_dir") or None,
-                                ctx.config.get("cache_dir") or None,
-                                **dict(ctx.config.get("classifier_options", {}) or {}))
+  params = feature_nets.digit_classifier(ctx.config)
   coverage = digits.mode_coverage(digits.predict_proba(params, np.asarray(ctx.generated(n))))
   return {f"eval/{k}": v for k, v in coverage.items()}
 
@@ -234,7 +228,7 @@ def _frechet(ctx, net: str, metric: str) -> dict[str, float]:
           "eval/fd_samples": n_fake, "eval/fd_real_samples": n_real}
 
 
-@register("fd_digits", {core.GENERATE}, applies=_mnist_like, nets=("digits",))
+@register("fd_digits", {core.GENERATE}, applies=mnist_like, nets=("digits",))
 def _fd_digits(ctx):
   """FD in the digit classifier's 256-D penultimate features (trained on the run's data)."""
   return _frechet(ctx, "digits", "eval/fd_digits")
@@ -273,7 +267,7 @@ def _flat_unit(images) -> jax.Array:
   return unit.reshape(images.shape[0], -1)
 
 
-@register("parzen_ll", {core.GENERATE}, applies=_mnist_like, final_only=True)
+@register("parzen_ll", {core.GENERATE}, applies=mnist_like, final_only=True)
 def _parzen_ll(ctx):
   """Parzen-window log-likelihood (nats) of the test images under generated samples.
 

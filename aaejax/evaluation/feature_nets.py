@@ -82,7 +82,9 @@ def _get(config, name, default=None):
 # ---- digits ----------------------------------------------------------------------------
 
 
-def _digits_params(config):
+def digit_classifier(config):
+  """The digit classifier's variables for ``config`` (its dataset, data and cache dirs and
+  ``classifier_options``), trained and cached on first use (:func:`digits.load_or_train`)."""
   return digits.load_or_train(_get(config, "dataset", "mnist"), _get(config, "data_dir") or None,
                               _get(config, "cache_dir") or None,
                               **dict(_get(config, "classifier_options", {}) or {}))
@@ -94,7 +96,7 @@ def _digit_features(variables, images):
 
 
 def _load_digits(config) -> Embed:
-  variables = _digits_params(config)
+  variables = digit_classifier(config)
   return lambda images: batched(lambda x: _digit_features(variables, x), images)
 
 

@@ -270,6 +270,12 @@ def context(model, state, test, train=None, *, config=None, rng=None, test_outpu
   return ctx
 
 
+def mnist_like(model, config):
+  """28×28×1 images of a 10-class data set: what the digit classifier judges."""
+  return (tuple(model.image_shape) == (28, 28, 1)
+          and data.NUM_CLASSES.get(config.get("dataset", "mnist"), 10) == 10)
+
+
 def labelled(model, config) -> bool:
   """Whether the run's data set has labels (CelebA has none): an ``applies`` condition."""
   del model

@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from aaejax import core, evaluation, penalties
-from aaejax.evaluation import digits, figures, plots
+from aaejax.data import batching
+from aaejax.evaluation import digits, feature_nets, figures, plots
 from aaejax.models import gan
 from aaejax.nets import networks
 
@@ -216,20 +217,21 @@ class BiGAN(gan.AdversarialGenerator):
 
   def evaluators(self):
     return (evaluation.Evaluator("cycle_label_accuracy", frozenset({core.RECONSTRUCT}),
-                                 _cycle_label_accuracy, applies=_mnist_like),)
+                                 _cycle_label_accuracy, applies=_labelled_digits),)
 
   def figures(self):
     return (figures.Figure("bigan_pairs", frozenset({core.RECONSTRUCT}), _pairs_figure),)
 
 
-def _mnist_like(model, config):
-  return (tuple(model.image_shape) == (28, 28, 1)
-          and evaluation.labelled(model, config))
+def _labelled_digits(model, config):
+  return evaluation.mnist_like(model, config) and evaluation.labelled(model, config)
 
 
 @functools.partial(jax.jit, static_argnums=0)
 def _reconstruct(model, state, images):
-  return model.reconstruct(state, images)
+  """G(E(x)) of ``images``, chunked over :data:`aaejax.evaluation.EVAL_BATCH`."""
+  return batching.chunked(lambda b: model.reconstruct(state, b["image"]), {"image": images},
+                          evaluation.EVAL_BATCH)
 
 
 def cycle_label_accuracy(classifier_params, cycled, labels) -> float:
@@ -242,11 +244,8 @@ def cycle_label_accuracy(classifier_params, cycled, labels) -> float:
 def _cycle_label_accuracy(ctx):
   n = min(int(ctx.config.get("cycle_examples", CYCLE_EXAMPLES)), ctx.test["image"].shape[0])
   images, labels = ctx.test["image"][:n], ctx.test["label"][:n]
-  params = digits.load_or_train(ctx.config.get("dataset", "mnist"), ctx.config.get("data_dir") or None,
-                                ctx.config.get("cache_dir") or None,
-                                **dict(ctx.config.get("classifier_options", {}) or {}))
-  cycled = np.concatenate([np.asarray(_reconstruct(ctx.model, ctx.state, images[i:i + 1000]))
-                           for i in range(0, n, 1000)])
+  cycled = _reconstruct(ctx.model, ctx.state, images)
+  params = feature_nets.digit_classifier(ctx.config)
   return {"eval/cycle_label_accuracy": cycle_label_accuracy(params, cycled, labels)}
 
 

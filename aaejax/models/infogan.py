@@ -287,15 +287,11 @@ def code_grid_inputs(model, state, rng, code: int, columns: int = 10) -> jax.Arr
   return model.generator_input(z, cat, cont)
 
 
-_decode = jax.jit(lambda model, state, codes: model.decode(state, codes), static_argnums=0)
-
-
 def _codes_figure(c):
   model, k = c.model, c.model.num_categories
   paths = []
   for j in range(max(model.num_continuous, 0)):
-    images = np.asarray(_decode(model, c.state, code_grid_inputs(
-        model, c.state, jax.random.fold_in(c.rng, 11), j)))
+    images = c.decode(code_grid_inputs(model, c.state, jax.random.fold_in(c.rng, 11), j))
     name = "infogan_codes.png" if j == 0 else f"infogan_codes_c{j + 1}.png"
     paths.append(plots.image_grid(
         c.path(name), images, len(images) // k, row_titles=[str(r) for r in range(k)],

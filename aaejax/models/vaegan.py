@@ -197,19 +197,20 @@ class VAEGAN(VAE):
     """D's (logits, features) of ``images`` plus ``critic_noise`` noise, and the model state."""
     return gan.noisy_critic(self, state, params, model_state, images, rng)
 
-  def _judged(self, inputs, params, shared, key):
-    """D's logits and features of [x, x̃, x_p] in one pass, split by thirds."""
+  def _judged(self, inputs, params, shared, key, names=("x", "x_rec", "x_p")):
+    """D's logits and features of x and the shared images ``names`` in one pass, each split
+    into one (n, ...) part per name."""
     x = inputs.inputs["x"]
     n = x.shape[0]
-    (logits, feats), ms = self.critic_out(
-        inputs.state, params, inputs.state.model_state,
-        jnp.concatenate([x, shared["x_rec"], shared["x_p"]]), inputs.inputs["keys"][key])
-    split = lambda a: (a[:n], a[n:2 * n], a[2 * n:])
+    images = [x if name == "x" else shared[name] for name in names]
+    (logits, feats), ms = self.critic_out(inputs.state, params, inputs.state.model_state,
+                                          jnp.concatenate(images), inputs.inputs["keys"][key])
+    split = lambda a: tuple(a[i * n:(i + 1) * n] for i in range(len(names)))
     return split(logits), split(feats), ms
 
   def loss_encoder(self, inputs, params, shared):
     """Phase 1: β · KL + L_feat (D at the step's parameters, not trained here)."""
-    _, (f_x, f_rec, _), ms = self._judged(inputs, params, shared, 2)
+    _, (f_x, f_rec), ms = self._judged(inputs, params, shared, 2, ("x", "x_rec"))
     feat = feature_loss(f_rec, jax.lax.stop_gradient(f_x))
     loss = inputs.hparams["beta"] * shared["kl"] + feat
     return loss, ({"kl": shared["kl"], "feature_loss": feat,
