@@ -14,7 +14,9 @@ Prints one table, a row per (model, K):
 - ms/step: the time of one compiled step (all K members);
 - GFLOP/step: the dense/conv multiply-adds (×2) of every phase, forward and
   backward, counted on the step's jaxpr by :mod:`aaejax.run.flops` (per phase in
-  the JSON);
+  the JSON); conv nets are counted with XLA's convolutions (``conv_impl="xla"``) and
+  without the products with inserted zeros, so that the count is the model's math,
+  the same for every implementation (and for the PyTorch anchor's rows);
 - GFLOP/s and % peak: achieved rate, and its fraction of the float32 matmul
   rate of this machine, measured in the same run: before each timed window the
   best rate of square matmuls (512, 1024, 2048) is measured, and the fraction
@@ -49,6 +51,15 @@ Data: the config's dataset (MNIST for the aliases) from ``$AAEJAX_DATA_DIR`` whe
 present, else random bytes of the same shape (the speed is the same). Rows are timed interleaved (window 1 of
 every row, then window 2, ...), so that they share the background load.
 
+``--width=1,2`` gives each model a row per width of its conv nets (every conv channel count
+times W, named ``model xW``); ``--conv_impl=xla,auto`` a row per convolution implementation
+(:mod:`aaejax.nets.conv`; ``xla``: XLA's own convolutions, as ``flax.linen.Conv``);
+``--anchor=../torchenv/bin/python`` adds, for ``wae:celeba_cpu``, ``vae:celeba_cpu`` and
+``gan:dcgan`` at each width, two rows of the PyTorch anchor
+(``experiments/tools/torch_anchor.py``, the same nets and losses in eager PyTorch, in its
+default NCHW and its channels-last layouts), timed in windows interleaved with ours, and a
+line per model with our samples/s over the anchor's (FLOPs of the anchor rows: ours).
+
 ``--steps_per_call=S`` runs S steps per dispatch (a ``lax.scan``, to measure
 what a scanned training loop would gain); ``--profile_dir`` writes a
 ``jax.profiler`` trace of each row's last window (TensorBoard or Perfetto),
@@ -66,6 +77,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from typing import Any, Callable
 
@@ -77,6 +89,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from aaejax import data, models, penalties
+from aaejax.models import gan as gan_model
 from aaejax.run import builder, flops, parallel, sweeps
 
 FLAGS = flags.FLAGS
@@ -104,6 +117,17 @@ flags.DEFINE_integer("steps_per_call", 1, "Train steps per dispatch (a lax.scan 
                      "the training loop dispatches one step per call).")
 flags.DEFINE_string("profile_dir", None, "Write a jax.profiler trace of one window here.")
 flags.DEFINE_string("dump_hlo", None, "Write each step's optimised HLO into this directory.")
+flags.DEFINE_list("conv_impl", None, "config.conv_impl of the rows, comma-separated (auto, "
+                  "subpixel, xla; each model gets a row per impl, named model/impl); default: "
+                  "the config's.")
+flags.DEFINE_list("width", ["1"], "Width multipliers of the conv nets, comma-separated (each "
+                  "model gets a row per width, named 'model xW' for W > 1): every conv channel "
+                  "count of the config (conv_channels, decoder_channels, gen_channels, "
+                  "critic_channels; the DCGAN defaults where unset) times W.")
+flags.DEFINE_string("anchor", None, "A Python with torch (e.g. ../torchenv/bin/python): also "
+                    "time experiments/tools/torch_anchor.py's PyTorch step of each model it "
+                    "has (wae:celeba_cpu, vae:celeba_cpu, gan:dcgan) at each width, in its "
+                    "default (NCHW) and channels-last layouts, windows interleaved with ours.")
 flags.DEFINE_list("compute_dtype", None, "config.compute_dtype of the rows, comma-separated "
                   "(float32, bfloat16; each model gets a row per dtype, named model/dtype); "
                   "default: the config's.")
@@ -317,15 +341,82 @@ class Case:
   xla_flops: float | None
   devices: int
   steps_per_call: int = 1
+  params: int | None = None
   # Per window: (s/step, peak GFLOP/s, CPU s/step, MMD fwd+bwd s or None).
   windows: list = dataclasses.field(default_factory=list)
+
+
+CONV_WIDTH_FIELDS = ("conv_channels", "decoder_channels", "gen_channels", "critic_channels")
+
+
+def scale_widths(config, width: int) -> None:
+  """Multiplies every conv channel count of ``config`` by ``width`` (the DCGAN nets' defaults
+  of :mod:`aaejax.models.gan` filled in where a GAN config leaves them unset)."""
+  if width == 1:
+    return
+  if config.get("network", "mlp") != "conv":
+    raise app.UsageError(f"--width={width}: model {config.model!r} has no conv nets "
+                         "(config.network != 'conv').")
+  side = data.IMAGE_SHAPES.get(config.get("dataset", "mnist"), IMAGE_SHAPE)[0]
+  dcgan = {"gen_channels": gan_model.DCGAN_GEN_CHANNELS.get(side, ()),
+           "critic_channels": gan_model.DCGAN_CRITIC_CHANNELS.get(side, ())}
+  for field in CONV_WIDTH_FIELDS:
+    channels = tuple(config.get(field, ()) or ())
+    if not channels and config.model in ("gan", "infogan"):
+      channels = dcgan.get(field, ())
+    if channels:
+      config[field] = tuple(width * c for c in channels)
+
+
+ANCHOR_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "tools",
+                             "torch_anchor.py")
+ANCHOR_MODELS = ("wae:celeba_cpu", "vae:celeba_cpu", "gan:dcgan")
+
+
+class Anchor:
+  """experiments/tools/torch_anchor.py in ``--serve`` mode under the Python ``python``: one
+  window of its PyTorch step per :meth:`window` call."""
+
+  def __init__(self, python: str, warmup: int):
+    self.proc = subprocess.Popen([python, ANCHOR_SCRIPT, "--serve", f"--warmup={warmup}"],
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+  def window(self, **request) -> dict:
+    self.proc.stdin.write(json.dumps(request) + "\n")
+    self.proc.stdin.flush()
+    answer = json.loads(self.proc.stdout.readline() or "{}")
+    if "ms_per_step" not in answer:
+      raise RuntimeError(f"torch anchor: {answer.get('error', 'no answer')} "
+                         f"(request {request}).")
+    return answer
+
+  def close(self):
+    self.proc.stdin.close()
+    self.proc.wait(timeout=60)
+
+
+def anchor_case(anchor: Anchor, model: str, width: int, channels_last: bool, like: "Case",
+                warmup: int) -> "Case":
+  """A row timing the anchor's step of ``model`` at ``width``, counted with ``like``'s FLOPs
+  (the same nets and losses)."""
+  request = {"model": model, "width": width, "batch_size": like.batch,
+             "channels_last": channels_last}
+  params = anchor.window(**request, steps=max(1, warmup))["params"]  # builds and warms up
+
+  def run(n, state):
+    anchor.window(**request, steps=n)
+    return state
+
+  name = f"torch{' NHWC' if channels_last else ''} {model}" + (f" x{width}" if width > 1 else "")
+  return dataclasses.replace(like, name=name, run=run, state=None, compile_s=0.0,
+                             xla_flops=None, model=None, windows=[], params=params)
 
 
 def prepare(name, config, batch_size, k, mesh, host, warmup, dump_hlo=None,
             steps_per_call=1) -> Case:
   """Builds, counts, compiles and warms up the step of one row."""
-  model = models.create(config, data.IMAGE_SHAPES.get(config.get("dataset", "mnist"),
-                                                     IMAGE_SHAPE))
+  image_shape = data.IMAGE_SHAPES.get(config.get("dataset", "mnist"), IMAGE_SHAPE)
+  model = models.create(config, image_shape)
   parallel.check_batch_size(batch_size, mesh)
   arrays, perm, dataset = device_data(model, config, host, mesh)
   spe = dataset.steps_per_epoch(batch_size)
@@ -333,7 +424,14 @@ def prepare(name, config, batch_size, k, mesh, host, warmup, dump_hlo=None,
     raise ValueError(f"steps_per_call={steps_per_call} must divide the {spe} steps of an epoch.")
   step_fn, state = make_step(model, batch_size, mesh, k, steps_per_call, spe)
   args = (state, arrays, perm, 0)
-  counted = flops.count(step_fn, *args, scopes=tuple(model.phase_paths()))
+  # FLOPs of the model's math, whichever conv implementation runs it: counted on XLA's convs.
+  counted_fn = step_fn
+  if config.get("network", "mlp") == "conv" and config.get("conv_impl", "auto") != "xla":
+    native = config.copy_and_resolve_references()
+    native.conv_impl = "xla"
+    native = models.create(native, image_shape)
+    counted_fn = make_step(native, batch_size, mesh, k, steps_per_call, spe)[0]
+  counted = flops.count(counted_fn, *args, scopes=tuple(model.phase_paths()))
   counted = {"total": counted["total"] // steps_per_call,
              "by_scope": {p: v // steps_per_call for p, v in counted["by_scope"].items()}}
   step = builder.jit_step(step_fn, vmapped=k > 1)
@@ -348,9 +446,11 @@ def prepare(name, config, batch_size, k, mesh, host, warmup, dump_hlo=None,
   del compiled  # the jitted function compiles (from its cache) on first call
   run = make_runner(step, arrays, perm, spe // steps_per_call)
   state = run(max(1, warmup // steps_per_call), state)
+  params = sum(x.size for x in jax.tree.leaves(model.init(jax.random.key(0)).params)) \
+      if k == 1 else None
   return Case(name, batch_size, k, model, run, state, counted, compile_s,
               None if xla_flops is None else xla_flops / steps_per_call, int(mesh.devices.size),
-              steps_per_call)
+              steps_per_call, params)
 
 
 def measure(cases, steps, repeats, peak_sizes, profile_dir=None, peak_seconds=0.15) -> None:
@@ -374,7 +474,7 @@ def measure(cases, steps, repeats, peak_sizes, profile_dir=None, peak_seconds=0.
       dt, cpu = (time.perf_counter() - t) / n, (time.process_time() - cpu) / n
       if trace:
         jax.profiler.stop_trace()
-      kernel = mmd_kernel(case.model)
+      kernel = mmd_kernel(case.model) if case.model is not None else None
       pen = penalty_timer(kernel, case.batch, case.model.latent_dim)() if kernel else None
       case.windows.append((dt, peak, cpu, pen))
 
@@ -431,7 +531,7 @@ def summarize(case: Case) -> dict:
       "window_ms_per_step": [1e3 * w[0] for w in case.windows],
       # CPU time of the process per step (all threads): less sensitive to other load.
       "cpu_ms_per_step": statistics.median(1e3 * w[2] for w in case.windows),
-      "compile_s": case.compile_s, "penalty_share": None,
+      "compile_s": case.compile_s, "penalty_share": None, "params": case.params,
   }
   if case.windows[0][3] is not None:
     row["penalty_ms"] = statistics.median(1e3 * w[3] for w in case.windows)
@@ -462,8 +562,21 @@ def main(argv):
   bad = sorted(set(dtypes) - {None, "float32", "bfloat16"})
   if bad:
     raise app.UsageError(f"--compute_dtype: unknown {bad}; expected float32 and/or bfloat16.")
-  for name, dtype in ((n, d) for n in FLAGS.model for d in dtypes):
-    config = make_config(name, FLAGS.latent_dim, FLAGS.hidden, FLAGS.critic_hidden, FLAGS.set)
+  impls = FLAGS.conv_impl or [None]
+  bad = sorted(set(impls) - {None, "auto", "subpixel", "xla"})
+  if bad:
+    raise app.UsageError(f"--conv_impl: unknown {bad}; expected auto, subpixel and/or xla.")
+  widths = [int(w) for w in FLAGS.width]
+  anchor = Anchor(FLAGS.anchor, FLAGS.warmup) if FLAGS.anchor else None
+  anchored = set()
+  for base, width, impl, dtype in ((n, w, i, d) for n in FLAGS.model for w in widths
+                                   for i in impls for d in dtypes):
+    config = make_config(base, FLAGS.latent_dim, FLAGS.hidden, FLAGS.critic_hidden, FLAGS.set)
+    scale_widths(config, width)
+    name = base + (f" x{width}" if width > 1 else "")
+    if impl:
+      config.conv_impl = impl
+      name = f"{name}/{impl}"
     if dtype:
       config.compute_dtype = dtype
       name = f"{name}/{dtype}"
@@ -475,6 +588,10 @@ def main(argv):
     for k in (int(x) for x in FLAGS.sweep):
       cases.append(prepare(name, config, FLAGS.batch_size, k, mesh, host, FLAGS.warmup,
                            FLAGS.dump_hlo, FLAGS.steps_per_call))
+      if anchor and base in ANCHOR_MODELS and k == 1 and (base, width) not in anchored:
+        anchored.add((base, width))
+        cases += [anchor_case(anchor, base, width, cl, cases[-1], FLAGS.warmup)
+                  for cl in (False, True)]
     if (FLAGS.penalty_batch and str(config.get("penalty", "")).startswith("mmd_")
         and FLAGS.penalty_batch != FLAGS.batch_size):
       checks.append(prepare(name, config, FLAGS.penalty_batch, 1, mesh, host, FLAGS.warmup,
@@ -482,6 +599,8 @@ def main(argv):
   source = ", ".join(sorted({s for _, s in hosts.values()}))
   measure(cases + checks, FLAGS.steps, FLAGS.repeats, peak_sizes, FLAGS.profile_dir,
           FLAGS.peak_seconds)
+  if anchor:
+    anchor.close()
   rows = [summarize(c) for c in cases]
   checks = [summarize(c) for c in checks]
   width = max(int(h) for h in FLAGS.hidden)
@@ -504,7 +623,16 @@ def main(argv):
     xla = r["xla_cost_analysis_gflop"]
     print(f"  {r['model']} K={r['K']}: GFLOP/step by phase: {phases}"
           + ("" if xla is None else f" (XLA cost analysis: {xla:.3f})")
-          + f"; compiled in {r['compile_s']:.1f} s")
+          + (f"; compiled in {r['compile_s']:.1f} s" if r["compile_s"] else ""))
+  torch_rows = {r["model"]: r for r in rows if r["model"].startswith("torch")}
+  for r in rows:
+    base, _, impl = r["model"].partition("/")
+    versus = [(t, torch_rows.get(f"{t} {base}")) for t in ("torch", "torch NHWC")]
+    if r["K"] == 1 and not r["model"].startswith("torch") and versus[0][1]:
+      print(f"  {r['model']}: " + ", ".join(
+          f"{r['samples_per_s'] / a['samples_per_s']:.2f}x the samples/s of {t}"
+          for t, a in versus if a) + " (params: ours " + f"{r['params']:,}" + ", torch "
+          + f"{versus[0][1]['params']:,})")
   singles = {r["model"]: r for r in rows if r["K"] == 1}
   for r in rows:
     if r["K"] > 1 and r["model"] in singles:
@@ -527,7 +655,8 @@ def main(argv):
                                                     "repeats", "warmup", "num_devices",
                                                     "latent_dim", "hidden", "critic_hidden",
                                                     "set", "penalty_batch", "steps_per_call",
-                                                    "data", "compute_dtype")},
+                                                    "data", "compute_dtype", "conv_impl",
+                                                    "width", "anchor")},
                  "xla_flags": os.environ.get("XLA_FLAGS", ""),
                  "layer_matmul": {"batch": FLAGS.batch_size, "width": width,
                                   "gflop_per_s": layer_rate, "fraction_of_peak": layer_fraction},

@@ -35,9 +35,10 @@ def test_counts_scan_bodies_and_conv():
   assert flops.count(scanned, jnp.ones((3, 5)))["total"] == 4 * 2 * 2 * 3 * 5
   conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
                                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
-  # Every one of the 2*6*6*8 outputs sums a 3x3 window of 4 input channels.
+  # The 2*6*6*8 outputs sum 3x3 windows of 4 input channels, less the taps on the padding:
+  # per axis 16 of the 6*3 (output, tap) pairs read the input.
   assert flops.count(conv, jnp.ones((2, 6, 6, 4)), jnp.ones((3, 3, 4, 8)))["total"] == \
-      2 * (2 * 6 * 6 * 8) * 3 * 3 * 4
+      2 * 2 * 8 * 4 * 16 * 16
 
 
 def test_aae_step_flops_by_phase_match_the_hand_count():

@@ -29,6 +29,7 @@ import os
 from typing import Any, Callable, Mapping
 
 from aaejax.errors import ConfigError
+from aaejax.nets.conv import IMPLS as CONV_IMPLS
 
 NETWORKS = ("mlp", "conv")
 
@@ -95,6 +96,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "critic_batch_norm": _BOOL, "feature_layer": _int(),
     "data_dir": _STR, "cache_dir": _STR, "effnet_weights": _STR, "inception_weights": _STR,
     "prior_options": _DICT, "classifier_options": _DICT,
+    "conv_impl": ((lambda v: v in CONV_IMPLS), f"one of {CONV_IMPLS} (aaejax.nets.conv)"),
     "adam_b1": _number(0, 1, hi_open=True), "adam_b2": _number(0, 1, hi_open=True),
     "critic_dropout": _number(0, 1, hi_open=True),
     "prior_scale": _number(0, lo_open=True), "kernel_scale": _number(0, lo_open=True),

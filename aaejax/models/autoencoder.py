@@ -39,9 +39,11 @@ def build_networks(config, image_shape, gaussian: bool, num_categories: int = 0)
   # 8x8 -> 64x64 on CelebA (4 widths).
   default_dec = tuple(reversed(channels))[:len(channels) - (image_shape[0] == 28)]
   dec_channels = tuple(config.get("decoder_channels", default_dec))
+  impl = config.get("conv_impl", "auto")
   return (networks.ConvEncoder(latent, channels, kernel, bn, gaussian, num_categories,
-                               dtype=dtype),
-          networks.ConvDecoder(image_shape, dec_channels, kernel, bn, dtype=dtype))
+                               dtype=dtype, conv_impl=impl),
+          networks.ConvDecoder(image_shape, dec_channels, kernel, bn, dtype=dtype,
+                               conv_impl=impl))
 
 
 @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)

@@ -104,7 +104,8 @@ class BiGAN(gan.AdversarialGenerator):
     hidden = tuple(config.get("encoder_hidden", ()) or config.get("hidden", networks.AAE_HIDDEN))
     if config.get("network", "mlp") == "conv":
       encoder = networks.ConvEncoder(config.latent_dim, kernel_size=config.get("conv_kernel", 4),
-                                     gaussian=stochastic, dtype=dtype)
+                                     gaussian=stochastic, dtype=dtype,
+                                     conv_impl=config.get("conv_impl", "auto"))
     else:
       encoder = networks.MLPEncoder(config.latent_dim, hidden, gaussian=stochastic, dtype=dtype)
     critic = JointCritic(tuple(config.get("critic_hidden", networks.AAE_HIDDEN)),

@@ -59,8 +59,9 @@ def build_gan_networks(config, image_shape):
                      "set config.gen_channels and config.critic_channels.")
   kernel = config.get("conv_kernel", 4)
   bn = config.get("batch_norm", True)
-  return (networks.ConvDecoder(image_shape, gen, kernel, bn, dtype=dtype),
-          networks.ConvCritic(critic, kernel, bn, dtype=dtype))
+  impl = config.get("conv_impl", "auto")
+  return (networks.ConvDecoder(image_shape, gen, kernel, bn, dtype=dtype, conv_impl=impl),
+          networks.ConvCritic(critic, kernel, bn, dtype=dtype, conv_impl=impl))
 
 
 def noisy_critic(model, state, params, model_state, images, rng, *extra):

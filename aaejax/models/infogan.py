@@ -61,13 +61,14 @@ class InfoCritic(nn.Module):
   dropout: float = 0.0
   q_hidden: int = 128
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     act = lambda h: nn.leaky_relu(h, 0.2)
     if self.channels:
       h = networks.ConvTrunk(self.channels, self.kernel_size, self.batch_norm, self.dtype,
-                             name="trunk")(x, train)
+                             self.conv_impl, name="trunk")(x, train)
       h = act(nn.Dense(self.hidden[-1], dtype=self.dtype, name="trunk_fc")(h))
     else:
       h = networks.MLP(self.hidden[:-1], self.hidden[-1], 0.2, self.dropout, dtype=self.dtype,
@@ -154,7 +155,8 @@ class InfoGAN(gan.GAN):
             image_shape[0], ())) if conv else (),
         kernel_size=config.get("conv_kernel", 4), batch_norm=config.get("batch_norm", True),
         dropout=config.get("critic_dropout", 0.0), q_hidden=config.get("q_hidden", 128),
-        dtype=networks.compute_dtype(config.get("compute_dtype", "float32")))
+        dtype=networks.compute_dtype(config.get("compute_dtype", "float32")),
+        conv_impl=config.get("conv_impl", "auto"))
     return super().from_config(config, image_shape, num_categories=k, num_continuous=c,
                                critic=critic, **fields)
 

@@ -32,7 +32,7 @@ import jax.numpy as jnp
 from aaejax import core, penalties
 from aaejax.models import gan
 from aaejax.models.vae import VAE, gaussian_kl
-from aaejax.nets import networks
+from aaejax.nets import conv, networks
 
 REAL, RECONSTRUCTED, GENERATED = 0, 1, 2  # the three-way critic's classes
 
@@ -55,6 +55,7 @@ class FeatureCritic(nn.Module):
   feature_layer: int = -1
   outputs: int = 1
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"
 
   @nn.compact
   def __call__(self, x, train: bool = True):
@@ -63,7 +64,8 @@ class FeatureCritic(nn.Module):
     if self.channels:
       k = (self.kernel_size, self.kernel_size)
       for i, c in enumerate(self.channels):
-        h = nn.Conv(c, k, strides=(2, 2), padding="SAME", dtype=self.dtype, name=f"conv_{i}")(h)
+        h = conv.Conv(c, k, strides=(2, 2), dtype=self.dtype, impl=self.conv_impl,
+                      name=f"conv_{i}")(h)
         if i and self.batch_norm:
           h = nn.BatchNorm(use_running_average=not train, momentum=0.9, dtype=self.dtype,
                            name=f"bn_{i}")(h)
@@ -154,7 +156,8 @@ class VAEGAN(VAE):
         batch_norm=config.get("critic_batch_norm", False),
         dropout=config.get("critic_dropout", 0.0),
         feature_layer=config.get("feature_layer", -1), outputs=3 if three_way else 1,
-        dtype=networks.compute_dtype(config.get("compute_dtype", "float32")))
+        dtype=networks.compute_dtype(config.get("compute_dtype", "float32")),
+        conv_impl=config.get("conv_impl", "auto"))
     return super().from_config(config, image_shape, critic=critic, three_way=three_way,
                                **fields)
 

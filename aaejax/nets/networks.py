@@ -28,6 +28,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from aaejax.nets import conv
+
 AAE_HIDDEN = (1000, 1000)
 WAE_CHANNELS = (128, 256, 512, 1024)
 RECON_LOSSES = ("bernoulli", "gaussian")
@@ -216,11 +218,13 @@ class ConvCritic(nn.Module):
   kernel_size: int = 4
   batch_norm: bool = True
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"  # aaejax.nets.conv: "auto", "subpixel" or "xla"
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     h = _conv_stack(x, self.channels, self.kernel_size, self.batch_norm, train,
-                    lambda h: nn.leaky_relu(h, 0.2), norm_first=False, dtype=self.dtype)
+                    lambda h: nn.leaky_relu(h, 0.2), norm_first=False, dtype=self.dtype,
+                    impl=self.conv_impl)
     return _f32(nn.Dense(1, dtype=self.dtype, name="out")(h)[:, 0])
 
 
@@ -233,11 +237,13 @@ class ConvTrunk(nn.Module):
   kernel_size: int = 4
   batch_norm: bool = True
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"  # aaejax.nets.conv: "auto", "subpixel" or "xla"
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     return _conv_stack(x, self.channels, self.kernel_size, self.batch_norm, train,
-                       lambda h: nn.leaky_relu(h, 0.2), norm_first=False, dtype=self.dtype)
+                       lambda h: nn.leaky_relu(h, 0.2), norm_first=False, dtype=self.dtype,
+                       impl=self.conv_impl)
 
 
 def _norm(use_bn: bool, train: bool, name: str, dtype: Any = jnp.float32):
@@ -248,13 +254,14 @@ def _norm(use_bn: bool, train: bool, name: str, dtype: Any = jnp.float32):
 
 
 def _conv_stack(h, channels, kernel_size, batch_norm, train, activation, norm_first=True,
-                dtype: Any = jnp.float32):
-  """Stride-2 convs ``conv_i``, each with batch norm ``bn_i`` (not the first unless
-  ``norm_first``) and ``activation``, computed in ``dtype``; returns the flattened features.
+                dtype: Any = jnp.float32, impl: str = "auto"):
+  """Stride-2 convs ``conv_i`` (:class:`aaejax.nets.conv.Conv`, ``impl``), each with batch
+  norm ``bn_i`` (not the first unless ``norm_first``) and ``activation``, computed in
+  ``dtype``; returns the flattened features.
   Call inside a ``nn.compact`` method (the layers belong to that module)."""
   k = (kernel_size, kernel_size)
   for i, c in enumerate(channels):
-    h = nn.Conv(c, k, strides=(2, 2), padding="SAME", dtype=dtype, name=f"conv_{i}")(h)
+    h = conv.Conv(c, k, strides=(2, 2), dtype=dtype, impl=impl, name=f"conv_{i}")(h)
     if i or norm_first:
       h = _norm(batch_norm, train, f"bn_{i}", dtype)(h)
     h = activation(h)
@@ -274,11 +281,12 @@ class ConvEncoder(nn.Module):
   gaussian: bool = False
   num_categories: int = 0
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"  # aaejax.nets.conv: "auto", "subpixel" or "xla"
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     h = _conv_stack(x, self.channels, self.kernel_size, self.batch_norm, train, nn.relu,
-                    dtype=self.dtype)
+                    dtype=self.dtype, impl=self.conv_impl)
     return _Heads(self.latent_dim, self.gaussian, self.num_categories, self.dtype,
                   name="heads")(h)
 
@@ -298,6 +306,7 @@ class ConvDecoder(nn.Module):
   kernel_size: int = 4
   batch_norm: bool = True
   dtype: Any = jnp.float32
+  conv_impl: str = "auto"  # aaejax.nets.conv: "auto", "subpixel" or "xla"
 
   @nn.compact
   def __call__(self, z, train: bool = True):
@@ -311,10 +320,11 @@ class ConvDecoder(nn.Module):
     h = h.reshape(z.shape[0], h_side // div, w_side // div, self.channels[0])
     h = nn.relu(_norm(self.batch_norm, train, "bn_fc", dt)(h))
     for i, c in enumerate(self.channels[1:]):
-      h = nn.ConvTranspose(c, k, strides=(2, 2), padding="SAME", dtype=dt, name=f"deconv_{i}")(h)
+      h = conv.ConvTranspose(c, k, strides=(2, 2), dtype=dt, impl=self.conv_impl,
+                                 name=f"deconv_{i}")(h)
       h = nn.relu(_norm(self.batch_norm, train, f"bn_{i}", dt)(h))
-    return _f32(nn.ConvTranspose(out_c, k, strides=(1, 1), padding="SAME", dtype=dt,
-                                 name="out")(h))
+    return _f32(conv.ConvTranspose(out_c, k, strides=(1, 1), dtype=dt, impl=self.conv_impl,
+                                     name="out")(h))
 
 
 def reconstruction_loss(logits: jax.Array, x: jax.Array, kind: str = "bernoulli") -> jax.Array:

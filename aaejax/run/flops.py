@@ -52,15 +52,46 @@ def dot_general_flops(lhs_shape: Sequence[int], rhs_shape: Sequence[int],
 
 
 def conv_flops(out_shape: Sequence[int], rhs_shape: Sequence[int], dimension_numbers,
-               feature_group_count: int = 1) -> int:
-  """2 × multiply-adds of a ``conv_general_dilated``: every output element sums
-  ``kernel window × input features / groups`` products (nominal count: the zeros
-  a transposed conv's input dilation inserts are counted too, as XLA does)."""
+               feature_group_count: int = 1, lhs_shape: Sequence[int] | None = None,
+               window_strides: Sequence[int] | None = None, padding=None,
+               lhs_dilation: Sequence[int] | None = None,
+               rhs_dilation: Sequence[int] | None = None) -> int:
+  """2 × multiply-adds of a ``conv_general_dilated``: every output element sums ``kernel
+  window × input features / groups`` products, less (given ``lhs_shape`` and the conv's
+  strides, padding and dilations) the products with zeros that padding or input dilation
+  put in: a transposed convolution and a strided convolution's input gradient (input
+  dilation s) do 1/s² of their nominal products per axis pair, which is what any
+  implementation that skips the inserted zeros (PyTorch's, sub-pixel) computes.
+
+  >>> from jax import lax
+  >>> dn = lax.conv_dimension_numbers((1, 4, 4, 1), (3, 3, 1, 1), ("NHWC", "HWIO", "NHWC"))
+  >>> conv_flops((1, 4, 4, 1), (3, 3, 1, 1), dn)   # nominal: 16 outputs × 9 taps
+  288
+  >>> conv_flops((1, 4, 4, 1), (3, 3, 1, 1), dn, lhs_shape=(1, 4, 4, 1),
+  ...            window_strides=(1, 1), padding=((1, 1), (1, 1)))  # 10 of 12 taps per axis are real
+  200
+  """
   del feature_group_count  # the kernel's input-feature dim is already C_in / groups
   rhs_spec = dimension_numbers.rhs_spec  # (out feature dim, in feature dim, spatial...)
   in_features = rhs_shape[rhs_spec[1]]
   window = math.prod(rhs_shape[i] for i in rhs_spec[2:])
-  return 2 * math.prod(out_shape) * window * in_features
+  nominal = 2 * math.prod(out_shape) * window * in_features
+  if lhs_shape is None or window_strides is None or padding is None:
+    return nominal
+  spatial = len(rhs_spec) - 2
+  lhs_dilation = tuple(lhs_dilation or (1,) * spatial)
+  rhs_dilation = tuple(rhs_dilation or (1,) * spatial)
+  real = nominal
+  for d in range(spatial):
+    size = lhs_shape[dimension_numbers.lhs_spec[2 + d]]
+    k = rhs_shape[rhs_spec[2 + d]]
+    o = out_shape[dimension_numbers.out_spec[2 + d]]
+    lo, dil = padding[d][0], lhs_dilation[d]
+    taps = sum(1 for i in range(o) for j in range(k)
+               if 0 <= (p := i * window_strides[d] + j * rhs_dilation[d] - lo) <= (size - 1) * dil
+               and p % dil == 0)
+    real = real * taps // (o * k)
+  return real
 
 
 def _subjaxprs(params: Mapping[str, Any]) -> Iterable[tuple[Any, int, bool]]:
@@ -114,9 +145,11 @@ def jaxpr_flops(jaxpr, scopes: Sequence[str] = (), prefix: str = "",
       add(here or OTHER, dot_general_flops(eqn.invars[0].aval.shape, eqn.invars[1].aval.shape,
                                            eqn.params["dimension_numbers"]))
     elif name == "conv_general_dilated":
+      q = eqn.params
       add(here or OTHER, conv_flops(eqn.outvars[0].aval.shape, eqn.invars[1].aval.shape,
-                                    eqn.params["dimension_numbers"],
-                                    eqn.params.get("feature_group_count", 1)))
+                                    q["dimension_numbers"], q.get("feature_group_count", 1),
+                                    eqn.invars[0].aval.shape, q["window_strides"], q["padding"],
+                                    q["lhs_dilation"], q["rhs_dilation"]))
     branches = []
     for sub, mult, is_branch in _subjaxprs(eqn.params):
       sub_flops = jaxpr_flops(sub, scopes, stack, here)

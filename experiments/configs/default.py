@@ -49,6 +49,7 @@ def get_config():
   c.prior_options = {}          # the prior's own options: --config.prior_options="{'radius': 3.0}"
   c.posterior = "deterministic"   # or "gaussian" (reparameterised q(z|x))
   c.network = "mlp"               # or "conv" (the WAE paper's DCGAN-style nets)
+  c.conv_impl = "auto"            # conv nets: "auto" (sub-pixel on CPU, XLA's elsewhere), "xla"
   c.hidden = (1000, 1000)         # MLP encoder/decoder hidden layers (AAE paper)
   c.recon_loss = "bernoulli"      # or "gaussian" (squared error)
   c.recon_weight = 1.0
@@ -79,8 +80,8 @@ def celeba(c, size: str = "paper"):
   decoder from 8x8x1024), Adam with beta1 0.5, batch 100, 50 epochs with the rate halved
   after 30 (the authors' schedule). ``size="cpu"``: the same nets 16x narrower (8-16-32-64,
   decoder from 8x8x64) and CELEBA_CPU_STEPS steps (5 epochs of the 8,000-image local subset),
-  the rate halved at 60 %. Measured on the 2 shared CPU cores here (load ~9): 15 s/step for
-  these widths, 35 s/step at 16-32-64-128; the 64x64 transposed convs dominate.
+  the rate halved at 60 %: about 0.24 s a step on 2 quiet CPU cores (0.57 s at 16-32-64-128;
+  BENCHMARKS.md, "Conv nets on the CPU").
   """
   if size not in CELEBA_SIZES:
     raise ValueError(f"unknown CelebA size {size!r}; expected one of {CELEBA_SIZES}.")
