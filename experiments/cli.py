@@ -28,7 +28,7 @@ import re
 import sys
 import tokenize
 import traceback
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import flags
 
@@ -184,8 +184,31 @@ def parse(fv: flags.FlagValues, argv: Sequence[str]) -> None:
   except Exception as e:  # noqa: BLE001 — the config file's own code failed
     raise ConfigError(f"--config={path_arg}: {type(e).__name__}: {one_line(str(e))}"
                       f"{_in_config_file(e)}") from None
+  if "config" in fv and fv["config"].value is not None:
+    _check_tuple_overrides(fv["config"].value, argv)
   if not flags.FLAGS.is_parsed():
     flags.FLAGS.mark_as_parsed()  # absl logging reads its flags from flags.FLAGS
+
+
+def _check_tuple_overrides(config, argv: Sequence[str]) -> None:
+  """A tuple field set to a bare value (``--config.hidden=1000``) is an error: ml_collections
+  would make it a one-item tuple, one layer where two of 1000 may have been meant."""
+  for path, arg in _overrides(argv):
+    if "=" not in arg:
+      continue
+    text = arg.split("=", 1)[1].strip()
+    try:
+      value = config
+      for key in path.split("."):
+        value = value[key]
+    except (KeyError, TypeError):
+      continue
+    if isinstance(value, (tuple, list)) and not text.startswith(("(", "[")):
+      ex = (text if re.fullmatch(r"[-+\w.]+", text) and not re.search(r"[A-Za-z_]", text)
+            else repr(text or "..."))
+      raise ConfigError(f"{arg}: config.{path} is a tuple; write it as one, e.g. "
+                        f'--config.{path}="({ex},)" for one item or '
+                        f'--config.{path}="({ex}, {ex})" for two.')
 
 
 # ---- --help ------------------------------------------------------------------------------
@@ -196,8 +219,11 @@ def config_sources(path: str) -> list[str]:
   out: list[str] = []
 
   def resolve(name: str, near: str) -> str | None:
-    sibling = os.path.join(os.path.dirname(near), name.replace(".", os.sep) + ".py")
-    return sibling if os.path.isfile(sibling) else None
+    for where in (os.path.dirname(near), CONFIGS_DIR):  # a config outside experiments/ too
+      candidate = os.path.join(where, name.replace(".", os.sep) + ".py")
+      if os.path.isfile(candidate):
+        return candidate
+    return None
 
   def visit(p: str) -> None:
     p = os.path.abspath(p)
@@ -224,11 +250,16 @@ def config_sources(path: str) -> list[str]:
   return out
 
 
-def field_comments(path: str) -> tuple[list[str], dict[str, str], dict[str, list[str]]]:
+_NO_LITERAL = object()
+
+
+def field_comments(path: str) -> tuple[list[str], dict[str, list[tuple[str, Any, bool]]],
+                                       dict[str, list[str]]]:
   """The fields a config file assigns (``c.field = value  # comment``), in order.
 
-  Returns ``(fields in first-assignment order, field -> the comment beside it, field ->
-  the comment lines right above its first assignment)``.
+  Returns ``(fields in first-assignment order, field -> [(the comment beside an assignment,
+  the value it assigns if a literal, whether it sits under an if/for/while/try), ...],
+  field -> the comment lines right above its first assignment)``.
   """
   source = open(path).read()
   comments: dict[int, tuple[str, bool]] = {}
@@ -236,18 +267,34 @@ def field_comments(path: str) -> tuple[list[str], dict[str, str], dict[str, list
     if tok.type == tokenize.COMMENT:
       inline = bool(tok.line[:tok.start[1]].strip())
       comments[tok.start[0]] = (tok.string.lstrip("#").strip(), inline)
+  tree = ast.parse(source)
+  parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
+
+  def conditional(node) -> bool:
+    while node in parents:
+      node = parents[node]
+      if isinstance(node, (ast.If, ast.For, ast.While, ast.Try, ast.With, ast.Match)):
+        return True
+    return False
+
+  def literal(node):
+    try:
+      return ast.literal_eval(node.value) if node.value is not None else _NO_LITERAL
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+      return _NO_LITERAL
+
   assigned = []
-  for node in ast.walk(ast.parse(source)):
+  for node in ast.walk(tree):
     targets = (node.targets if isinstance(node, ast.Assign)
                else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else [])
     for t in targets:
       if isinstance(t, ast.Attribute) and isinstance(t.value, ast.Name):
-        assigned.append((node.lineno, node.end_lineno or node.lineno, t.attr))
+        assigned.append((node.lineno, node.end_lineno or node.lineno, t.attr, node))
       elif (isinstance(t, ast.Subscript) and isinstance(t.value, ast.Name)
             and isinstance(t.slice, ast.Constant) and isinstance(t.slice.value, str)):
-        assigned.append((node.lineno, node.end_lineno or node.lineno, t.slice.value))
+        assigned.append((node.lineno, node.end_lineno or node.lineno, t.slice.value, node))
   order, inline, above = [], {}, {}
-  for start, end, field in sorted(assigned):
+  for start, end, field, node in sorted(assigned, key=lambda a: a[:3]):
     if field not in order:
       order.append(field)
       block, line = [], start - 1
@@ -257,9 +304,36 @@ def field_comments(path: str) -> tuple[list[str], dict[str, str], dict[str, list
       if block:
         above[field] = block
     for line in range(start, end + 1):
-      if line in comments and comments[line][1] and field not in inline:
-        inline[field] = comments[line][0]
+      if line in comments and comments[line][1]:
+        value = literal(node) if isinstance(node, (ast.Assign, ast.AnnAssign)) else _NO_LITERAL
+        inline.setdefault(field, []).append((comments[line][0], value, conditional(node)))
+        break
   return order, inline, above
+
+
+def _comment_for(value, candidates: Sequence[tuple[str, Any, bool]]) -> str | None:
+  """The comment of the last assignment of ``value`` itself, else of the last one that is
+  not under a branch (a comment on a branch's other value would be wrong here)."""
+  if hasattr(value, "to_dict"):
+    value = value.to_dict()
+  for comment, assigned, _ in reversed(candidates):
+    if assigned is not _NO_LITERAL and _same(assigned, value):
+      return comment
+  for comment, _, branch in reversed(candidates):
+    if not branch:
+      return comment
+  return None
+
+
+def _same(a, b) -> bool:
+  if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+    return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+  if isinstance(a, bool) or isinstance(b, bool):
+    return a is b
+  try:
+    return bool(a == b)
+  except Exception:  # noqa: BLE001 — values that do not compare are not the same
+    return False
 
 
 def _docstring_line(path: str) -> str:
@@ -279,7 +353,8 @@ def describe_config(config, path: str) -> str:
       if f not in order:
         order.append(f)
         origin[f] = source
-    inline.update(i)  # the most derived file's comment wins
+    for f, candidates in i.items():  # the most derived file's assignments come last
+      inline.setdefault(f, []).extend(candidates)
     for f, block in a.items():
       above.setdefault(f, block)
   keys = list(config.keys())
@@ -297,7 +372,8 @@ def describe_config(config, path: str) -> str:
       lines += [""] + [f"  # {b}" for b in block]
     value = config[f]
     value = repr(value.to_dict() if hasattr(value, "to_dict") else value)
-    comment = f"  # {inline[f]}" if f in inline else ""
+    note = _comment_for(config[f], inline.get(f, ()))
+    comment = f"  # {note}" if note else ""
     lines.append(f"  {f:<{width}} = {value:<14}{comment}".rstrip())
   return "\n".join(lines)
 

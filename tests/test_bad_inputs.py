@@ -398,7 +398,13 @@ CLI_CASES = [
     Case("nested-unknown-field", "cli", "no field 'radius' in config.prior_options",
          argv=(UNSUP, "--workdir={tmp}/w", "--config.prior_options.radius=3")),
     Case("hidden-abc", "cli", "config.hidden=('abc',): expected a tuple of ints",
-         argv=(UNSUP, "--workdir={tmp}/w", "--config.hidden=abc")),
+         argv=(UNSUP, "--workdir={tmp}/w", "--config.hidden=('abc',)")),
+    # A bare value would become a one-item tuple: one layer where two may have been meant.
+    Case("hidden-bare-int", "cli", '--config.hidden=1000: config.hidden is a tuple; write it '
+         'as one, e.g. --config.hidden="(1000,)" for one item',
+         argv=(UNSUP, "--workdir={tmp}/w", "--config.hidden=1000")),
+    Case("skip-evaluators-bare-string", "cli", "--config.skip_evaluators=\"('parzen_ll',)\"",
+         argv=(UNSUP, "--workdir={tmp}/w", "--config.skip_evaluators=parzen_ll")),
     Case("learning-rate-abc", "cli", "--config.learning_rate=abc: expected a number",
          argv=(UNSUP, "--workdir={tmp}/w", "--config.learning_rate=abc")),
     Case("batch-size-float", "cli", "--config.batch_size=1.5: expected an int",
@@ -483,7 +489,7 @@ def test_cli(case, cli_dirs, capsys, monkeypatch):
 SUBPROCESS_CASES = [
     Case("main-unknown-field", "subprocess", "no field 'no_such_field'",
          argv=(UNSUP, "--workdir={tmp}/w", "--config.no_such_field=1")),
-    Case("main-hidden-abc", "subprocess", "config.hidden=('abc',)",
+    Case("main-hidden-abc", "subprocess", "--config.hidden=abc: config.hidden is a tuple",
          argv=(UNSUP, "--workdir={tmp}/w", "--config.hidden=abc")),
     Case("main-config-syntax-error", "subprocess", "SyntaxError",
          argv=("--config={tmp}/broken.py", "--workdir={tmp}/w")),
@@ -539,3 +545,19 @@ def test_help_without_config_lists_the_default_fields(capsys, monkeypatch):
   out = capsys.readouterr().out
   assert "Fields of the default config" in out
   assert "# 0: all local devices" in next(l for l in out.splitlines() if "num_devices" in l)
+
+
+def test_help_comments_match_the_variant(capsys, monkeypatch):
+  """A comment beside an assignment under another variant's branch is not shown; choices are
+  listed whole (the VAE's posterior is "gaussian", the default's comment names both)."""
+  import main
+  monkeypatch.chdir(ROOT)
+  fields = {}
+  for variant in ("vae.py", "vae.py:celeba_cpu"):
+    assert main.run(["main.py", f"--config=experiments/configs/{variant}", "--help"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    fields[variant] = lambda name, lines=lines: next(
+        line for line in lines if line.strip().startswith(name + " "))
+  assert fields["vae.py"]("recon_weight").rstrip().endswith("= 1.0")
+  assert "# 1 / (2 sigma_x^2)" in fields["vae.py:celeba_cpu"]("recon_weight")
+  assert '# "deterministic" or "gaussian"' in fields["vae.py"]("posterior")

@@ -103,6 +103,15 @@ def test_hparams_are_declared_by_the_model():
                                  "critic_noise": "critic_noise"}
   with pytest.raises(ValueError, match="unknown hparams"):
     gan.hparams(beta=1.0)
+  # One name for the rates: a config field names the hparam it sets.
+  hp = aae.hparams(learning_rate=3e-4, critic_learning_rate=1e-5)
+  assert float(hp["lr_recon"]) == np.float32(3e-4) and float(hp["lr_critic"]) == np.float32(1e-5)
+  wae = models.WAE(image_shape=(28, 28, 1), latent_dim=2, penalty="mmd_imq")
+  assert float(wae.hparams(learning_rate=5e-4)["lr_ae"]) == np.float32(5e-4)
+  with pytest.raises(ValueError, match="given twice"):
+    aae.hparams(learning_rate=1e-3, lr_recon=1e-3)
+  with pytest.raises(ValueError, match=r"learning_rate \(= lr_recon\)"):
+    aae.hparams(lr=1e-3)
 
 
 def test_streams_are_deterministic_per_step():
@@ -240,3 +249,43 @@ def test_streams_with_their_own_source_and_named_eval_splits():
     evaluation.Evaluation(model, {}, {"image": jnp.zeros((4, 3))})
   with pytest.raises(ValueError, match="unknown evaluators"):
     evaluation.select(model, {"skip_evaluators": ("nope",)})
+
+
+def test_an_own_train_step_must_advance_the_step():
+  @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+  class Forgetful(Linear):
+    def train_step(self, state, batch, rng):
+      new, metrics = super().train_step(state, batch, rng)
+      return new.replace(step=state.step), metrics  # the step (and so the key) never moves
+
+  @dataclasses.dataclass(frozen=True, eq=False, kw_only=True)
+  class Logged(Linear):
+    def train_step(self, state, batch, rng):
+      new, metrics = super().train_step(state, batch, rng)
+      return new, {**metrics, "step": new.step}
+
+  batch = {"image": jnp.ones((2, 3))}
+  with pytest.raises(ValueError, match="returned state.step unchanged"):
+    jax.jit(Forgetful().train_step)(Forgetful().init(jax.random.key(0)), batch, jax.random.key(1))
+  model = Logged()
+  state, metrics = jax.jit(model.train_step)(model.init(jax.random.key(0)), batch,
+                                             jax.random.key(1))
+  assert int(state.step) == 1 == int(metrics["step"])
+
+
+def test_batches_are_the_training_loops_order():
+  """data.batches: epoch e is epoch_permutation(key, e) in full batches, from any step on."""
+  from aaejax import data
+  n, bs, key = 10, 4, jax.random.key(3)
+  arrays = {"image": np.arange(n, dtype=np.uint8).reshape(n, 1, 1, 1), "label": np.arange(n)}
+  got = [b["label"].tolist() for b in data.batches(arrays, bs, key, num_steps=5)]
+  want = []
+  for s in range(5):
+    perm = np.asarray(data.epoch_permutation(key, s // 2, n))
+    want.append(perm[(s % 2) * bs:(s % 2 + 1) * bs].tolist())
+  assert got == want
+  resumed = [b["label"].tolist() for b in data.batches(arrays, bs, key, start_step=3,
+                                                         num_steps=5)]
+  assert resumed == want[3:]
+  with pytest.raises(ValueError, match="batch_size=11"):
+    next(data.batches(arrays, 11, key))

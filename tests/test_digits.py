@@ -156,3 +156,15 @@ def test_load_or_train_writes_then_reuses_cache(mnist_dir, tmp_path, monkeypatch
 def test_load_or_train_rejects_unknown_kwargs(tmp_path):
   with pytest.raises(TypeError, match="unknown"):
     digits.load_or_train("mnist", cache_dir=str(tmp_path), epochs=3)
+
+
+def test_first_use_training_is_announced(mnist_dir, tmp_path):
+  """The evaluation says, before training, that the classifier trains on first use."""
+  from aaejax.evaluation import feature_nets
+  config = {"dataset": "mnist", "data_dir": mnist_dir, "cache_dir": str(tmp_path),
+            "classifier_options": {"steps": 2}}
+  net = feature_nets.get("digits")
+  note = net.pending(config)
+  assert note.startswith("training the digit classifier on mnist") and str(tmp_path) in note
+  feature_nets.embedder("digits", config)
+  assert net.pending(config) is None

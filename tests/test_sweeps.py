@@ -71,7 +71,7 @@ def test_wae_members_equal_solo_runs(small_mnist, tmp_path):
   summary = (out / "summary.md").read_text().splitlines()
   assert "| member | seed | penalty_weight | learning_rate | eval/knn_accuracy" in summary[2]
   assert len([line for line in summary if line.startswith("| ")]) == 1 + 8
-  assert summary[-1].startswith("| 7 | 1 | 10 | 0.003 |")
+  assert [line for line in summary if line.startswith("| ")][-1].startswith("| 7 | 1 | 10 | 0.003 |")
   for i, (seed, lam, lr) in ((5, (1, 1.0, 3e-3)),):
     member_config = json.loads((out / f"member_{i}" / "config.json").read_text())
     assert (member_config["seed"], member_config["penalty_weight"],
@@ -210,3 +210,14 @@ def test_vmapped_compiler_options_keep_the_result():
   # differences in such gradients show up in absolute terms (seen: 7e-5 in 1 of 150k weights).
   for a, b in zip(jax.tree.leaves(got.params), jax.tree.leaves(ref.params)):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-4)
+
+
+def test_summary_says_equal_sample_counts_once(tmp_path):
+  results = [{"step": 5, "eval/fd_digits": 30.0, "eval/fd_samples": 500, "eval/rarest": 0.0},
+             {"step": 5, "eval/fd_digits": 31.0, "eval/fd_samples": 500, "eval/rarest": 0.0}]
+  path = tmp_path / "summary.md"
+  sweeps._summary(path, tiny_config("wae"), {"seed": [0, 1]}, [{"seed": 0}, {"seed": 1}],
+                  results)
+  lines = path.read_text().splitlines()
+  assert lines[2] == "| member | seed | eval/fd_digits | eval/rarest |"
+  assert lines[-1] == "The same in every member: eval/fd_samples = 500."

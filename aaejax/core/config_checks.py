@@ -94,7 +94,7 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "critic_log_prior": _BOOL, "label_adversary": _BOOL, "content_encoder": _BOOL,
     "stochastic_encoder": _BOOL, "cycle_examples": _int(1), "three_way": _BOOL,
     "critic_batch_norm": _BOOL, "feature_layer": _int(),
-    "data_dir": _STR, "cache_dir": _STR, "effnet_weights": _STR, "inception_weights": _STR,
+    "data_dir": _STR, "cache_dir": _STR, "model_module": _STR, "effnet_weights": _STR, "inception_weights": _STR,
     "prior_options": _DICT, "classifier_options": _DICT,
     "conv_impl": ((lambda v: v in CONV_IMPLS), f"one of {CONV_IMPLS} (aaejax.nets.conv)"),
     "adam_b1": _number(0, 1, hi_open=True), "adam_b2": _number(0, 1, hi_open=True),

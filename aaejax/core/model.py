@@ -58,6 +58,7 @@ Example: a one-network model with a phase that trains only the head.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable, Mapping, Sequence
 
 import flax.linen as nn
@@ -190,6 +191,29 @@ class Model:
     check_batch(batch, getattr(self, "image_shape", None), self.label_fields(), where=where,
                 image_shapes=shapes)
 
+  def __init_subclass__(cls, **kwargs):
+    """A subclass's own ``train_step`` is checked to advance ``state.step``: a step that
+    returns it unchanged would draw every step's randomness from one key (the loop folds
+    the step into the state's key) and stall every schedule, silently; it raises instead."""
+    super().__init_subclass__(**kwargs)
+    own = cls.__dict__.get("train_step")
+    if own is None or getattr(own, "_advances_step", False):
+      return
+
+    @functools.wraps(own)
+    def train_step(self, state, batch, rng):
+      new, metrics = own(self, state, batch, rng)
+      if getattr(new, "step", None) is state.step:
+        raise ValueError(
+            f"{type(self).__name__}.train_step returned state.step unchanged; a step must "
+            "advance it (state.replace(step=state.step + 1)), or every step reuses one key. "
+            "core.Model.train_step does so: override phases() or prepare() instead, or call "
+            "super().train_step.")
+      return new, metrics
+
+    train_step._advances_step = True
+    cls.train_step = train_step
+
   def train_step(self, state: TrainState, batch: Mapping[str, jax.Array], rng: jax.Array
                  ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One step: ``(state, batch, rng) -> (state, metrics)``, pure; jit/vmap it as you like.
@@ -242,13 +266,28 @@ class Model:
                if p.clip_norm is not None}, **self.default_hparams()}
 
   def hparams(self, **overrides) -> dict[str, jax.Array]:
-    """The default hparams with ``overrides``, as float32 arrays; unknown names fail."""
+    """The default hparams with ``overrides``, as float32 arrays; unknown names fail.
+
+    An override may be named as the hparam or as the config field that sets it
+    (:meth:`hparam_fields`): ``learning_rate`` is the main phase's rate whatever the phase
+    is called (``lr_recon`` in the AAE, ``lr_ae`` in the WAE and VAE), ``critic_learning_rate``
+    the critic's ``lr_critic``.
+    """
     defaults = self.all_default_hparams()
-    unknown = set(overrides) - set(defaults)
+    by_field = {f: h for h, f in self.hparam_fields().items() if f != h}
+    named = {}
+    for k, v in overrides.items():
+      h = by_field.get(k, k)
+      if h in named:
+        raise ValueError(f"hparam {h!r} given twice (as {h!r} and as its config field "
+                         f"{self.hparam_fields()[h]!r}); give one.")
+      named[h] = v
+    unknown = set(named) - set(defaults)
     if unknown:
+      aliases = "".join(f", {f} (= {h})" for f, h in sorted(by_field.items()))
       raise ValueError(f"unknown hparams {sorted(unknown)} for {type(self).__name__}; "
-                       f"known: {sorted(defaults)}.")
-    return {k: jnp.asarray(v, jnp.float32) for k, v in {**defaults, **overrides}.items()}
+                       f"known: {', '.join(sorted(defaults))}{aliases}.")
+    return {k: jnp.asarray(v, jnp.float32) for k, v in {**defaults, **named}.items()}
 
   def optimizer(self, phase: Phase | str | None = None) -> optax.GradientTransformation:
     """Adam's direction for ``phase`` (its betas, else the model's); the step size −lr and

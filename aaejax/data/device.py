@@ -3,12 +3,12 @@
 :class:`DeviceDataset` puts the whole dataset on the accelerator once; :func:`epoch_permutation`
 and :func:`gather_batch` are pure, jittable functions so that shuffling and batching happen on
 device, and the data order depends only on ``(key, epoch)``, which makes resuming from a
-checkpoint exact.
+checkpoint exact; :func:`batches` iterates over them for a loop of your own.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Iterator, Mapping
 
 import jax
 import jax.numpy as jnp
@@ -113,6 +113,43 @@ def gather_batch(
   """
   idx = jax.lax.dynamic_slice_in_dim(perm, index * batch_size, batch_size)
   return {k: jnp.take(v, idx, axis=0) for k, v in arrays.items()}
+
+
+def batches(arrays: Mapping[str, np.ndarray] | DeviceDataset, batch_size: int, key: jax.Array,
+            *, start_step: int = 0, num_steps: int | None = None,
+            sharding: Any = None) -> Iterator[dict[str, jax.Array]]:
+  """The training batches of a data set, as the training loop draws them, for your own loop.
+
+  Step ``s`` is batch ``s % steps_per_epoch`` of epoch ``s // steps_per_epoch`` in the order
+  :func:`epoch_permutation` gives ``(key, epoch)``; full batches only (an epoch's remainder
+  is dropped). The data go to the device once; each batch is gathered there.
+
+  Args:
+    arrays: host arrays with a common leading dimension (e.g. :func:`load_numpy`'s dict),
+      or a :class:`DeviceDataset`.
+    batch_size: examples per batch.
+    key: the data-order key (the loop's is ``jax.random.split(jax.random.key(seed), 3)[1]``).
+    start_step: the first step (resume mid-epoch).
+    num_steps: stop before this step (None: never).
+    sharding: the data's sharding (e.g. replicated over a mesh), for host arrays.
+
+  Example:
+
+    >>> data = {"image": np.zeros((10, 28, 28, 1), np.uint8), "label": np.arange(10)}
+    >>> labels = [b["label"] for b in batches(data, 4, jax.random.key(0), num_steps=3)]
+    >>> [x.shape for x in labels], len(set(labels[0].tolist() + labels[1].tolist()))
+    ([(4,), (4,), (4,)], 8)
+  """
+  ds = arrays if isinstance(arrays, DeviceDataset) else DeviceDataset(dict(arrays), sharding)
+  steps = ds.steps_per_epoch(batch_size)
+  gather = jax.jit(gather_batch, static_argnums=3)
+  step, epoch, perm = start_step, None, None
+  while num_steps is None or step < num_steps:
+    if step // steps != epoch:
+      epoch = step // steps
+      perm = epoch_permutation(key, epoch, ds.num_examples)
+    yield gather(ds.arrays, perm, step % steps, batch_size)
+    step += 1
 
 
 def to_float(images: np.ndarray | jax.Array) -> jax.Array:

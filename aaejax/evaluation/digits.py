@@ -198,6 +198,11 @@ def _load(path: str) -> Params:
   return traverse_util.unflatten_dict(flat)
 
 
+def is_cached(path: str) -> bool:
+  """Whether the classifier of cache file ``path`` is loaded or on disk (no training)."""
+  return path in _PARAMS_CACHE or os.path.exists(path)
+
+
 def load_or_train(dataset: str, data_dir: str | None = None, cache_dir: str | None = None,
                   **train_kwargs) -> Params:
   """Returns the classifier of ``dataset``, training and caching it on the first call.

@@ -203,7 +203,7 @@ def _not_mnist_like(model, config):
   return tuple(model.image_shape) != (28, 28, 1)
 
 
-@register("mode_coverage", {core.GENERATE}, applies=mnist_like)
+@register("mode_coverage", {core.GENERATE}, applies=mnist_like, nets=("digits",))
 def _mode_coverage(ctx):
   """Classes of ``mode_coverage_samples`` generated images, by the project's digit classifier."""
 

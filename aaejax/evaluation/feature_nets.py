@@ -50,6 +50,8 @@ class FeatureNet:
     identity: a string naming the weights ``load`` would use (for cache keys).
     check: ``check(config)`` raises ``FileNotFoundError`` (saying how to get them) when
       ``load`` would find no weights; cheap, nothing is loaded.
+    pending: ``pending(config)``: what the first ``load`` will do that takes a while (e.g.
+      train the weights), as a phrase for the console, or None; cheap.
   """
 
   name: str
@@ -57,6 +59,7 @@ class FeatureNet:
   load: Callable[[Any], Embed]
   identity: Callable[[Any], str]
   check: Callable[[Any], None] = lambda config: None
+  pending: Callable[[Any], str | None] = lambda config: None
 
 
 def _to_float(images: jax.Array) -> jax.Array:
@@ -100,10 +103,21 @@ def _load_digits(config) -> Embed:
   return lambda images: batched(lambda x: _digit_features(variables, x), images)
 
 
-def _digits_identity(config) -> str:
-  path = digits._cache_path(_get(config, "dataset", "mnist"), _get(config, "cache_dir") or None,
+def _digits_path(config) -> str:
+  return digits._cache_path(_get(config, "dataset", "mnist"), _get(config, "cache_dir") or None,
                             dict(_get(config, "classifier_options", {}) or {}))
-  return os.path.basename(path)  # dataset, classifier version and training settings
+
+
+def _digits_identity(config) -> str:
+  return os.path.basename(_digits_path(config))  # dataset, classifier version and settings
+
+
+def _digits_pending(config) -> str | None:
+  path = _digits_path(config)
+  if digits.is_cached(path):
+    return None
+  return (f"training the digit classifier on {_get(config, 'dataset', 'mnist')} (first use: "
+          f"about half a minute on 2 CPU cores; then cached in {path})")
 
 
 # ---- effnet and inception: external modules with a common interface ----------------------
@@ -147,7 +161,8 @@ def _module_net(module_name: str, weights_field: str, required: bool):
 
 
 REGISTRY: dict[str, FeatureNet] = {
-    "digits": FeatureNet("digits", 256, _load_digits, _digits_identity),
+    "digits": FeatureNet("digits", 256, _load_digits, _digits_identity,
+                         pending=_digits_pending),
     "effnet": FeatureNet("effnet", 1280, *_module_net("effnet", "effnet_weights", False)),
     "inception": FeatureNet("inception", 2048,
                             *_module_net("inception", "inception_weights", True)),

@@ -227,7 +227,8 @@ def loss_curves(path, metrics_rows: Sequence[Mapping[str, float]], keys: Sequenc
                            layout="constrained", squeeze=False)
   for ax, key in zip(axes[:, 0], present):
     rows = [row for row in metrics_rows if key in row]
-    ax.plot([row["step"] for row in rows], [float(row[key]) for row in rows])
+    ax.plot([row["step"] for row in rows], [float(row[key]) for row in rows],
+            marker="o" if len(rows) <= 3 else None)  # a final-only metric is one point
     ax.set_ylabel(key)
     ax.grid(alpha=0.3)
   axes[-1, 0].set_xlabel("step")

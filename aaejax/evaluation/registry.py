@@ -137,6 +137,16 @@ class Evaluation:
   def names(self) -> list[str]:
     return [e.name for e in self.evaluators]
 
+  def prepare(self, say: Callable[[str], None] = print) -> None:
+    """Loads the evaluators' feature nets now, saying first what takes a while (the digit
+    classifier's training on first use), so that the first eval does not stall unexplained."""
+    for net in dict.fromkeys(n for e in self.evaluators for n in e.nets):
+      users = ", ".join(e.name for e in self.evaluators if net in e.nets)
+      note = feature_nets.get(net).pending(self.config)
+      if note:
+        say(f"eval ({users}): {note}")
+      feature_nets.embedder(net, self.config)
+
   def __call__(self, state, train_subset: Mapping[str, jax.Array], rng: jax.Array,
                final: bool = False) -> dict[str, float]:
     """``eval/…`` metrics of ``state``; ``train_subset`` holds training examples (labels −1

@@ -5,11 +5,16 @@ Every model is an :class:`aaejax.core.Model`: named networks, named phases
 step. The autoencoder family (:mod:`aaejax.models.autoencoder`) holds the AAE,
 the label-aware AAEs, the WAE and the VAE; the GAN family
 (:mod:`aaejax.models.gan`) the GAN. A new model registers its class under the
-name configs use (``config.model``) with :func:`register`.
+name configs use (``config.model``) with :func:`register`; a model outside the package
+registers itself in a module that ``config.model_module`` names (:func:`import_model_module`).
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import os
+import sys
 from typing import Mapping
 
 from aaejax import data, evaluation, priors
@@ -57,13 +62,51 @@ def choices() -> config_checks.Choices:
           "compute_dtype": ("compute dtype", tuple(networks.COMPUTE_DTYPES))}
 
 
+def import_model_module(config) -> None:
+  """Imports ``config.model_module`` (if set), whose import registers a model outside the
+  package (``aaejax.models.register(name, cls)``): a dotted module name on ``sys.path``, or
+  the path of a ``.py`` file. Imported once per process; a missing module or file is a
+  :class:`ConfigError`, an error inside the module keeps its traceback.
+  """
+  target = config.get("model_module", "") if hasattr(config, "get") else ""
+  if not target:
+    return
+  if not isinstance(target, str):
+    raise ConfigError(f"config.model_module={target!r}: expected a module name or a .py path.")
+  if target.endswith(".py") or os.sep in target:
+    path = os.path.abspath(os.path.expanduser(target))
+    name = "aaejax_user_model_" + "".join(c if c.isalnum() else "_" for c in path)
+    if name in sys.modules:
+      return
+    if not os.path.isfile(path):
+      raise ConfigError(f"config.model_module={target!r}: no such file {path!r}.")
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+      spec.loader.exec_module(module)
+    except BaseException:
+      del sys.modules[name]
+      raise
+    return
+  try:
+    importlib.import_module(target)
+  except ModuleNotFoundError as e:
+    if e.name and target.startswith(e.name):
+      raise ConfigError(f"config.model_module={target!r}: no module {e.name!r} on sys.path "
+                        "(or give the path of its .py file).") from None
+    raise
+
+
 def validate(config) -> None:
-  """:func:`aaejax.core.config_checks.validate` against today's registries (:func:`choices`).
+  """:func:`aaejax.core.config_checks.validate` against today's registries (:func:`choices`),
+  after importing ``config.model_module`` (:func:`import_model_module`).
 
   >>> validate({"model": "aea"})
   Traceback (most recent call last):
   aaejax.errors.ConfigError: config.model='aea': unknown model 'aea'; expected one of ('aae', 'aae_clustering', 'aae_dimreduction', 'aae_semisupervised', 'aae_style', 'aae_supervised_prior', 'bigan', 'dann', 'gan', 'infogan', 'triplegan', 'vae', 'vaegan', 'wae').
   """
+  import_model_module(config)
   config_checks.validate(config, choices())
 
 
@@ -136,4 +179,5 @@ def hparams_from_config(model: Model, config: Mapping) -> dict[str, float]:
 __all__ = ["AAE", "WAE", "VAE", "GAN", "SupervisedPriorAAE", "StyleAAE", "SemiSupervisedAAE",
            "ClusteringAAE", "DimReductionAAE", "DANN", "WAE_PENALTIES", "Autoencoder",
            "AdversarialGenerator", "TripleGAN", "InfoGAN", "BiGAN", "VAEGAN", "Model",
-           "TrainState", "MODELS", "create", "register", "hparams_from_config", "lr_schedule", "validate", "check", "choices"]
+           "TrainState", "MODELS", "create", "register", "hparams_from_config", "lr_schedule", "validate", "check", "choices",
+           "import_model_module"]

@@ -218,7 +218,8 @@ class BiGAN(gan.AdversarialGenerator):
 
   def evaluators(self):
     return (evaluation.Evaluator("cycle_label_accuracy", frozenset({core.RECONSTRUCT}),
-                                 _cycle_label_accuracy, applies=_labelled_digits),)
+                                 _cycle_label_accuracy, applies=_labelled_digits,
+                                 nets=("digits",)),)
 
   def figures(self):
     return (figures.Figure("bigan_pairs", frozenset({core.RECONSTRUCT}), _pairs_figure),)

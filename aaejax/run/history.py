@@ -69,9 +69,11 @@ def _load(workdir: str) -> dict | None:
 
 
 def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-  """``{field: (old, new)}`` for every top-level field that differs (missing = None)."""
+  """``{field: (old, new)}`` for every top-level field that differs (missing = None; a field
+  missing on one side and empty, ``""``, on the other, as a newer config's off-by-default
+  option such as ``model_module``, is no difference)."""
   return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
-          if old.get(k) != new.get(k)}
+          if old.get(k) != new.get(k) and not (old.get(k) in (None, "") and new.get(k) in (None, ""))}
 
 
 def check(config, workdir: str, resuming: bool) -> dict[str, tuple[Any, Any]]:

@@ -250,7 +250,13 @@ def _dedupe(dicts: Sequence[Mapping[str, np.ndarray]], sharding) -> list[dict]:
 
 
 def _summary(path, config, grid, values, results):
+  """``summary.md``: a row per member; the sample counts evaluators record beside their
+  results (``eval/fd_samples``, ...), where equal in every member, are said once under the
+  table instead of as columns."""
   keys = sorted({k for r in results for k in r if k not in ("step", "status")})
+  same = [k for k in keys if k.endswith("_samples") and all(k in r for r in results)
+          and len({repr(r[k]) for r in results}) == 1]
+  keys = [k for k in keys if k not in same]
   if any("status" in r for r in results):  # a member diverged: say which, and when
     keys.append("status")
   fmt = lambda v: f"{v:.4g}" if isinstance(v, float) else str(v)
@@ -261,6 +267,9 @@ def _summary(path, config, grid, values, results):
     cells = [fmt(vals[f]) for f in grid] + [
         fmt(res.get(k, "ok" if k == "status" else float("nan"))) for k in keys]
     lines.append(f"| {i} | " + " | ".join(cells) + " |")
+  if same:
+    lines += ["", "The same in every member: "
+              + ", ".join(f"{k} = {fmt(results[0][k])}" for k in same) + "."]
   with open(path, "w") as f:
     f.write("\n".join(lines) + "\n")
 
@@ -342,6 +351,13 @@ def run_sweep(config, grid: Grid | Sequence[str], workdir: str) -> list[dict[str
   # them batched matmuls, which is faster (timings: BENCHMARKS.md).
   shared_order = len(set(seeds)) == 1 and jax.default_backend() != "cpu"
   states = jax.device_put(init_members(model, configs), replicated)
+  for line in train.describe(model, member(states, 0), config, workdir, num_train,
+                             len(test["image"])):
+    print(line.replace("a checkpoint holds", "a member's state holds"), flush=True)
+  print(f"{config.model}: sweep of {k} members over "
+        + ", ".join(f"{f}={list(v)}" for f, v in grid.items())
+        + f" (metrics and figures in {os.path.join(workdir, 'member_<i>')})", flush=True)
+  evaluate.prepare(lambda line: print(f"{config.model}: {line}", flush=True))
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
                                   config.get("max_checkpoints", 3))
   sweep_fn = builder.jit_step(make_sweep_fn(model, config.batch_size, mesh, train_axes,

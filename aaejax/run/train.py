@@ -92,16 +92,19 @@ def _last_eval(path: str) -> dict:
 
 
 def curves(workdir: str) -> str:
-  """``plots/curves.png``: every metric of ``workdir/metrics.jsonl`` against the step."""
+  """``plots/curves.png``: every metric of ``workdir/metrics.jsonl`` against the step, but
+  the sample counts evaluators record beside their results (``eval/fd_samples``, ...)."""
   rows = [json.loads(r) for r in open(os.path.join(workdir, "metrics.jsonl"))]
   return plots.loss_curves(os.path.join(workdir, "plots", "curves.png"), rows,
-                           sorted({k for r in rows for k in r if k != "step"}))
+                           sorted({k for r in rows for k in r
+                                   if k != "step" and not k.endswith("_samples")}))
 
 
 # Steps dispatched but not finished. Dispatch runs ahead of the device; bounding it keeps the
 # host at most this many steps ahead. Unbounded, 8 CPU devices deadlocked: with dozens of
 # 8-device steps queued, XLA:CPU's collective rendezvous timed out waiting for a participant.
 MAX_STEPS_IN_FLIGHT = 2
+POSTFIX_LIMIT = 4  # metrics on the progress bar
 
 
 def loop(config, *, state, ckpt: checkpoints.Checkpointer, workdirs: Sequence[str],
@@ -193,8 +196,7 @@ def loop(config, *, state, ckpt: checkpoints.Checkpointer, workdirs: Sequence[st
         name, value = f"train/{bad[0]}", bad[1]
         diverged(i, s, guards.divergence_message(s, name, value, limit, None if k == 1 else i),
                  f"diverged at step {s}: {name}={value:g}")
-    bar.set_postfix({k: f"{float(v):.3g}" for k, v in rows[0].items()
-                     if k in ("recon_loss", "critic_loss", "gen_loss", "penalty", "loss")})
+    bar.set_postfix({n: f"{float(v):.3g}" for n, v in postfix_metrics(rows[0]).items()})
 
   def save(s):
     if k == 1:
@@ -232,9 +234,10 @@ def loop(config, *, state, ckpt: checkpoints.Checkpointer, workdirs: Sequence[st
           for i, r in zip(members, evaluate(state, step, members)):
             last_eval[i] = (writers[i].write(step, r) if writers[i] is not None
                             else {"step": step, **r})
-          first = last_eval[members[0]]
-          bar.write(f"step {step}: " + ", ".join(f"{k}={v:.4g}" for k, v in first.items()
-                                                 if k != "step"))
+          for i in members:
+            bar.write(f"step {step}" + (f" member {i}" if k > 1 else "") + ": "
+                      + ", ".join(f"{n}={v:.4g}" for n, v in last_eval[i].items()
+                                  if n != "step"))
           clock[:] = [time.perf_counter(), step]  # steps/s excludes evaluation
         if step % config.checkpoint_every == 0 or last or signum is not None:
           save(step)
@@ -255,6 +258,17 @@ def loop(config, *, state, ckpt: checkpoints.Checkpointer, workdirs: Sequence[st
     if status[i] is not None:
       last_eval[i] = {**last_eval[i], "status": status[i]}
   return state, last_eval
+
+
+def postfix_metrics(row: dict, limit: int = POSTFIX_LIMIT) -> dict:
+  """The progress bar's metrics of a step: the model's own losses (names holding "loss", and
+  "penalty"), in its order, at most ``limit``; a model without any shows its first metrics.
+
+  >>> postfix_metrics({"q_cat_acc": 1.0, "critic_loss": 0.7, "gen_loss": 1.2, "info_loss": 0.1})
+  {'critic_loss': 0.7, 'gen_loss': 1.2, 'info_loss': 0.1}
+  """
+  losses = {n: v for n, v in row.items() if "loss" in n or n == "penalty"}
+  return dict(list((losses or row).items())[:limit])
 
 
 def _shutdown(bar, ckpt, writers, quiet: bool) -> None:
@@ -347,6 +361,7 @@ def train_and_evaluate(config, workdir: str) -> dict[str, float]:
   for line in describe(model, state, config, workdir, len(train_np["image"]),
                        len(test_np["image"])):
     say(line, flush=True)
+  evaluate.prepare(lambda line: say(f"{config.model}: {line}", flush=True))
   ckpt = checkpoints.Checkpointer(os.path.join(workdir, "checkpoints"), config.checkpoint_every,
                                   config.get("max_checkpoints", 3))
   complete = (ckpt.latest_step() or 0) >= config.num_steps

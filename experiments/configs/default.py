@@ -44,14 +44,15 @@ def get_config():
   c.parzen_validation = 1000
   c.parzen_test = 10_000
   # Model.
+  c.model_module = ""           # a module that registers a model outside aaejax: a dotted name or a .py path
   c.latent_dim = 2
   c.prior = "gaussian"
   c.prior_options = {}          # the prior's own options: --config.prior_options="{'radius': 3.0}"
-  c.posterior = "deterministic"   # or "gaussian" (reparameterised q(z|x))
-  c.network = "mlp"               # or "conv" (the WAE paper's DCGAN-style nets)
-  c.conv_impl = "auto"            # conv nets: "auto" (sub-pixel on CPU, XLA's elsewhere), "xla"
+  c.posterior = "deterministic"   # "deterministic" or "gaussian" (reparameterised q(z|x))
+  c.network = "mlp"               # "mlp" or "conv" (the WAE paper's DCGAN-style nets)
+  c.conv_impl = "auto"            # conv nets: "auto" (sub-pixel on CPU, XLA's elsewhere), "subpixel", "xla"
   c.hidden = (1000, 1000)         # MLP encoder/decoder hidden layers (AAE paper)
-  c.recon_loss = "bernoulli"      # or "gaussian" (squared error)
+  c.recon_loss = "bernoulli"      # "bernoulli" or "gaussian" (squared error)
   c.recon_weight = 1.0
   c.prior_scale = 1.0             # multiplies prior samples (sweepable)
   # Optimisation: Adam per phase; the rate multiplier drops by lr_factors at lr_boundaries (steps).
