@@ -47,7 +47,7 @@ from aaejax import data
 from aaejax.evaluation import feature_distances, feature_nets
 from aaejax.run import train
 from configs import (aae_clustering, aae_dimreduction, aae_semisupervised, aae_unsupervised,
-                     gan, vae, wae)
+                     gan, vae, vaegan, wae)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,7 +101,9 @@ TABLES = {
         Row("aae", "AAE (conv, 64-D gaussian prior)", {}, None,
             get_config=functools.partial(aae_unsupervised.get_config, "celeba_cpu")),
         Row("gan", "GAN (DCGAN)", {}, None,
-            get_config=functools.partial(gan.get_config, "celeba_cpu"))),
+            get_config=functools.partial(gan.get_config, "celeba_cpu")),
+        Row("vaegan", "VAE-GAN (critic-feature reconstruction)", {}, None,
+            get_config=functools.partial(vaegan.get_config, "celeba_cpu"))),
         title="Fréchet distance in EfficientNet-Lite0 features, generated vs held-out CelebA "
               "64x64 (CPU-sized nets)",
         extra=("eval/kid_effnet", "eval/kid_effnet_std", "eval/fd_samples",

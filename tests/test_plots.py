@@ -143,3 +143,28 @@ def test_loss_curves(tmp_path):
 def test_loss_curves_no_keys(tmp_path):
     with pytest.raises(ValueError, match="none of the keys"):
         plots.loss_curves(tmp_path / "c.png", [{"step": 0, "loss": 1.0}], ["mmd"])
+
+
+def test_side_by_side_tool(tmp_path):
+  """experiments/tools/side_by_side.py: a row per figure, a column per run; a missing one is named."""
+  import importlib.util
+  import os
+  path = os.path.join(os.path.dirname(__file__), "..", "experiments", "tools", "side_by_side.py")
+  spec = importlib.util.spec_from_file_location("side_by_side", path)
+  tool = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(tool)
+  runs = []
+  for i, name in enumerate(("vae", "vaegan")):
+    (tmp_path / name / "plots").mkdir(parents=True)
+    for fig in ("samples", "reconstructions"):
+      plots.image_grid(str(tmp_path / name / "plots" / f"{fig}.png"),
+                       np.full((4, 8, 8, 1), 0.3 * i, np.float32), 2)
+    runs.append(str(tmp_path / name))
+  out = tool.side_by_side(runs, ["VAE", "VAE-GAN"], ["samples", "reconstructions"],
+                          str(tmp_path / "both.png"))
+  h, w = plt.imread(out).shape[:2]
+  assert (h, w) == (1000, 1000)   # 2 x 2 panels of 5 x 5 inches at 100 dpi
+  with pytest.raises(FileNotFoundError, match="manifold.png"):
+    tool.side_by_side(runs, ["VAE", "VAE-GAN"], ["manifold"], str(tmp_path / "x.png"))
+  with pytest.raises(ValueError, match="--labels"):
+    tool.side_by_side(runs, ["VAE"], ["samples"], str(tmp_path / "x.png"))
