@@ -236,3 +236,17 @@ def test_minibatch_stddev_critic():
                              networks.minibatch_stddev(x[:6].reshape(6, -1), 2))
   config = small_config("gan", minibatch_std=2, hidden=(8,), critic_hidden=(8,))
   assert models.create(config, (28, 28, 1)).critic.minibatch_std == 2
+
+
+def test_dcgan_critic_dropout():
+  """critic_dropout reaches the DCGAN critic: random when training, off in eval, no parameters."""
+  x = jax.random.uniform(jax.random.key(0), (4, 28, 28, 1))
+  plain = networks.ConvCritic((8, 16), batch_norm=False)
+  drop = networks.ConvCritic((8, 16), batch_norm=False, dropout=0.5)
+  v = plain.init(jax.random.key(1), x, train=False)
+  assert jax.tree.structure(v) == jax.tree.structure(drop.init(jax.random.key(1), x, train=False))
+  np.testing.assert_array_equal(drop.apply(v, x, train=False), plain.apply(v, x, train=False))
+  a, b = (drop.apply(v, x, train=True, rngs={"dropout": jax.random.key(k)}) for k in (2, 3))
+  assert not np.allclose(a, b)
+  config = small_config("gan", network="conv", critic_dropout=0.3)
+  assert models.create(config, (28, 28, 1)).critic.dropout == 0.3

@@ -61,7 +61,8 @@ def build_gan_networks(config, image_shape):
   bn = config.get("batch_norm", True)
   impl = config.get("conv_impl", "auto")
   return (networks.ConvDecoder(image_shape, gen, kernel, bn, dtype=dtype, conv_impl=impl),
-          networks.ConvCritic(critic, kernel, bn, dtype=dtype, conv_impl=impl))
+          networks.ConvCritic(critic, kernel, bn, dtype=dtype, conv_impl=impl,
+                              dropout=config.get("critic_dropout", 0.0)))
 
 
 def noisy_critic(model, state, params, model_state, images, rng, *extra):

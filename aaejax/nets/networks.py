@@ -211,7 +211,8 @@ class ConvCritic(nn.Module):
 
   Batch norm after every conv but the first (as in DCGAN); 28×28 inputs with
   ``channels=(64, 128)`` end at 7×7, 64×64 inputs with ``(64, 128, 256, 512)`` at
-  4×4; a dense layer gives the logit.
+  4×4; a dense layer gives the logit. ``dropout``: the rate of dropout after every
+  LeakyReLU when training (the "dropout" rng; no parameters, so checkpoints are the same).
   """
 
   channels: Sequence[int] = (64, 128, 256, 512)
@@ -219,12 +220,13 @@ class ConvCritic(nn.Module):
   batch_norm: bool = True
   dtype: Any = jnp.float32
   conv_impl: str = "auto"  # aaejax.nets.conv: "auto", "subpixel" or "xla"
+  dropout: float = 0.0
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     h = _conv_stack(x, self.channels, self.kernel_size, self.batch_norm, train,
                     lambda h: nn.leaky_relu(h, 0.2), norm_first=False, dtype=self.dtype,
-                    impl=self.conv_impl)
+                    impl=self.conv_impl, dropout=self.dropout)
     return _f32(nn.Dense(1, dtype=self.dtype, name="out")(h)[:, 0])
 
 
@@ -254,10 +256,10 @@ def _norm(use_bn: bool, train: bool, name: str, dtype: Any = jnp.float32):
 
 
 def _conv_stack(h, channels, kernel_size, batch_norm, train, activation, norm_first=True,
-                dtype: Any = jnp.float32, impl: str = "auto"):
+                dtype: Any = jnp.float32, impl: str = "auto", dropout: float = 0.0):
   """Stride-2 convs ``conv_i`` (:class:`aaejax.nets.conv.Conv`, ``impl``), each with batch
-  norm ``bn_i`` (not the first unless ``norm_first``) and ``activation``, computed in
-  ``dtype``; returns the flattened features.
+  norm ``bn_i`` (not the first unless ``norm_first``), ``activation`` and, when training with
+  ``dropout`` > 0, dropout, computed in ``dtype``; returns the flattened features.
   Call inside a ``nn.compact`` method (the layers belong to that module)."""
   k = (kernel_size, kernel_size)
   for i, c in enumerate(channels):
@@ -265,6 +267,8 @@ def _conv_stack(h, channels, kernel_size, batch_norm, train, activation, norm_fi
     if i or norm_first:
       h = _norm(batch_norm, train, f"bn_{i}", dtype)(h)
     h = activation(h)
+    if dropout:
+      h = nn.Dropout(dropout, deterministic=not train)(h)
   return h.reshape(h.shape[0], -1)
 
 
