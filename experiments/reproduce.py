@@ -1,9 +1,11 @@
-"""Reproduces the AAE paper's MNIST tables: semi-supervised, clustering, dimensionality
-reduction, and the Parzen-window log-likelihood of Table 1.
+"""Reproduces the README's result tables: the main job (the unsupervised AAE with each
+prior), the AAE paper's MNIST tables (semi-supervised, clustering, dimensionality
+reduction, the Parzen-window log-likelihood of Table 1) and the WAE paper's CelebA
+comparison.
 
   python experiments/reproduce.py --table=semisupervised --workdir=runs/repro \
-      [--seeds=3] [--epochs=E] [--rows=100,1000] [--quick]
-  python experiments/reproduce.py --table=parzen --workdir=runs/repro --seeds=1
+      [--seeds=3] [--epochs=E] [--rows=100,1000] [--quick] [--publish=NAME]
+  python experiments/reproduce.py --table=main --workdir=runs/repro --publish=main
 
 Trains every row of the table (:data:`TABLES`) once per seed (seeds 0, 1, …;
 the seed picks the labelled subset, the initialisation and the data order) with
@@ -16,6 +18,11 @@ boundaries moved in proportion. Writes into ``workdir``:
   number and the gap between them, and the table's extra metrics (``parzen``:
   the Parzen standard error, σ and ``eval/fd_digits``);
 - ``<table>.json``: the same and every run's final eval metrics.
+
+``--publish=NAME`` also writes ``experiments/results/NAME.md`` / ``.json`` (with the
+command, the machine, jax's version and the commit that made them) and replaces the
+README's block between ``<!-- reproduce:NAME -->`` and ``<!-- /reproduce:NAME -->``
+with the table: the README's result tables are these files, which a test checks.
 
 Each run lives in ``workdir/<table>/<row>/seed<k>`` (metrics, checkpoints,
 plots) and resumes from its checkpoints, so a reproduction that was stopped
@@ -37,6 +44,7 @@ import dataclasses
 import functools
 import json
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -67,7 +75,36 @@ class Table:
   rows: tuple[Row, ...]
   title: str = "% test error"   # what the metric is, in its unit
   higher_is_better: bool = False
-  extra: tuple[str, ...] = ()   # further final metrics shown per row (mean over seeds)
+  extra: tuple[str, ...] = ()   # further final metrics shown per row (mean ± std over seeds)
+  per_seed: tuple[str, ...] = ()  # metrics also shown seed by seed ("a / b / c")
+  digits: int = 2               # decimals of the table's metric
+
+
+def _celeba_table(size: str) -> Table:
+  """The WAE paper's CelebA comparison: ``cpu`` the :celeba_cpu nets and budget, ``paper`` the
+  paper-size nets (:celeba; 50 epochs, or ``--epochs``, of the data at hand).
+
+  The paper's numbers are Inception FIDs of the paper-size nets on all of CelebA (VAE 63
+  or 82, WAE-MMD 55, WAE-GAN 42); fd_effnet is another feature space, so the table
+  compares the models with each other and with the real-vs-real floor
+  (:func:`real_floor`), not with the paper.
+  """
+  v = {"cpu": "celeba_cpu", "paper": "celeba"}[size]
+  part = functools.partial
+  return Table(part(wae.get_config, v), "eval/fd_effnet", (
+      Row("vae", "VAE", {}, None, get_config=part(vae.get_config, v)),
+      Row("wae_mmd", "WAE-MMD (IMQ, λ = 100)", {}, None),
+      Row("wae_gan", "WAE-GAN (λ = 1, log-prior critic)", {}, None,
+          get_config=part(wae.get_config, f"{v}_gan")),
+      Row("aae", "AAE (conv, 64-D gaussian prior)", {}, None,
+          get_config=part(aae_unsupervised.get_config, v)),
+      Row("gan", "GAN (DCGAN)", {}, None, get_config=part(gan.get_config, v)),
+      Row("vaegan", "VAE-GAN (critic-feature reconstruction)", {}, None,
+          get_config=part(vaegan.get_config, v))),
+      title="Fréchet distance in EfficientNet-Lite0 features, generated vs held-out CelebA "
+            f"64x64 ({'CPU-sized' if size == 'cpu' else 'paper-size'} nets)",
+      extra=("eval/kid_effnet", "eval/kid_effnet_std", "eval/fd_samples",
+             "eval/fd_real_samples", "eval/recon_loss"))
 
 
 TABLES = {
@@ -89,29 +126,25 @@ TABLES = {
         Row("wae", "WAE-MMD (8-D)", {}, None, None, wae.get_config)),
         title="Parzen log-likelihood of MNIST test images, nats", higher_is_better=True,
         extra=("eval/parzen_ll_se", "eval/parzen_sigma", "eval/fd_digits")),
-    # The paper's numbers are Inception FIDs of the paper-size nets (VAE 63 or 82, WAE-MMD 55,
-    # WAE-GAN 42); fd_effnet is another feature space and these are the CPU-sized nets, so the
-    # table compares the models with each other and with the real-vs-real floor
-    # (:func:`real_floor`), not with the paper.
-    "celeba": Table(functools.partial(wae.get_config, "celeba_cpu"), "eval/fd_effnet", (
-        Row("vae", "VAE", {}, None, get_config=functools.partial(vae.get_config, "celeba_cpu")),
-        Row("wae_mmd", "WAE-MMD (IMQ, λ = 100)", {}, None),
-        Row("wae_gan", "WAE-GAN (λ = 1, log-prior critic)", {}, None,
-            get_config=functools.partial(wae.get_config, "celeba_cpu_gan")),
-        Row("aae", "AAE (conv, 64-D gaussian prior)", {}, None,
-            get_config=functools.partial(aae_unsupervised.get_config, "celeba_cpu")),
-        Row("gan", "GAN (DCGAN)", {}, None,
-            get_config=functools.partial(gan.get_config, "celeba_cpu")),
-        Row("vaegan", "VAE-GAN (critic-feature reconstruction)", {}, None,
-            get_config=functools.partial(vaegan.get_config, "celeba_cpu"))),
-        title="Fréchet distance in EfficientNet-Lite0 features, generated vs held-out CelebA "
-              "64x64 (CPU-sized nets)",
-        extra=("eval/kid_effnet", "eval/kid_effnet_std", "eval/fd_samples",
-               "eval/fd_real_samples", "eval/recon_loss")),
+    # The main job (README: "The main job"): the unsupervised AAE's config with each prior.
+    # The paper has figures, not numbers, for these; the targets are the recipe's own
+    # (mixture: eval/mmd_to_prior <= 0.05, eval/knn_accuracy >= 0.70 on every seed).
+    "main": Table(aae_unsupervised.get_config, "eval/mmd_to_prior", (
+        Row("mixture", "10-gaussian mixture", {}, None),
+        Row("gaussian", "gaussian", {"prior": "gaussian"}, None),
+        Row("swiss_roll", "swiss roll", {"prior": "swiss_roll"}, None),
+        Row("uniform", "uniform", {"prior": "uniform"}, None)),
+        title="IMQ MMD between the 10,000 test codes and prior samples, unsupervised AAE on "
+              "MNIST, 2-D codes",
+        extra=("eval/knn_accuracy", "eval/classes_covered", "eval/rarest_class_share",
+               "eval/recon_loss"),
+        per_seed=("eval/mmd_to_prior", "eval/knn_accuracy", "eval/classes_covered"), digits=3),
+    "celeba": _celeba_table("cpu"),
+    "celeba_paper": _celeba_table("paper"),
 }
 
 # Tables whose rows are compared with real-vs-real feature distances (:func:`real_floor`).
-FLOOR_NET = {"celeba": "effnet"}
+FLOOR_NET = {"celeba": "effnet", "celeba_paper": "effnet"}
 
 QUICK_STEPS = 20
 
@@ -196,7 +229,8 @@ def run_table(table: str, workdir: str, seeds: int = 3, epochs: float | None = N
     raise ValueError(f"seeds must be >= 1, got {seeds}.")
   summary = {"table": table, "metric": spec.metric, "title": spec.title,
              "higher_is_better": spec.higher_is_better, "extra": list(spec.extra),
-             "quick": quick, "rows": []}
+             "per_seed": list(spec.per_seed), "digits": spec.digits, "quick": quick,
+             "rows": []}
   for row in chosen:
     runs = []
     for seed in range(seeds):
@@ -220,27 +254,43 @@ def run_table(table: str, workdir: str, seeds: int = 3, epochs: float | None = N
   return summary
 
 
-def _pm(mean: float | None, std: float | None) -> str:
+def _pm(mean: float | None, std: float | None, digits: int = 2) -> str:
   if mean is None:
     return "—"
-  return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+  return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def _g(values: list[float]) -> str:
+  """Mean (± std over seeds when there are several) in 4 significant digits."""
+  if len(values) == 1:
+    return f"{values[0]:.4g}"
+  return f"{np.mean(values):.4g} ± {np.std(values, ddof=1):.2g}"
 
 
 def markdown(summary: dict) -> str:
-  """The Markdown table of a :func:`run_table` summary."""
+  """The Markdown table of a :func:`run_table` summary (a pure function of the summary)."""
   title = summary.get("title", "% test error")
   better = "higher" if summary.get("higher_is_better") else "lower"
+  digits = summary.get("digits", 2)
   extra = list(summary.get("extra", ()))
+  per_seed = list(summary.get("per_seed", ()))
   lines = [f"{summary['table']}: {title} ({summary['metric']}; {better} is better)"
            + (" — QUICK smoke run, not a measurement" if summary["quick"] else ""), "",
            "| Setting | Paper | Ours | Gap (ours − paper) | Seeds | Epochs |"
-           + "".join(f" {m} |" for m in extra),
-           "|---|---|---|---|---|---|" + "---|" * len(extra)]
+           + "".join(f" {m} |" for m in extra)
+           + "".join(f" {m}, seed by seed |" for m in per_seed),
+           "|---|---|---|---|---|---|" + "---|" * (len(extra) + len(per_seed))]
   for r in summary["rows"]:
-    gap = "—" if r["paper"] is None else f"{r['mean'] - r['paper']:+.2f}"
-    shown = [f"{r['extra'][m]:.4g}" if m in r.get("extra", {}) else "—" for m in extra]
-    lines.append(f"| {r['setting']} | {_pm(r['paper'], r['paper_std'])} | "
-                 f"{_pm(r['mean'], r['std'])} | {gap} | "
+    gap = "—" if r["paper"] is None else f"{r['mean'] - r['paper']:+.{digits}f}"
+    shown = []
+    for m in extra:
+      values = [run["metrics"][m] for run in r["runs"] if m in run["metrics"]]
+      shown.append(_g(values) if len(values) == len(r["runs"]) else "—")
+    for m in per_seed:
+      shown.append(" / ".join(f"{run['metrics'][m]:.{digits}g}" if m in run["metrics"] else "—"
+                              for run in r["runs"]))
+    lines.append(f"| {r['setting']} | {_pm(r['paper'], r['paper_std'], digits)} | "
+                 f"{_pm(r['mean'], r['std'], digits)} | {gap} | "
                  f"{len(r['runs'])} | {r['epochs']:.3g} |" + "".join(f" {x} |" for x in shown))
   floor = summary.get("floor")
   if floor:
@@ -251,14 +301,84 @@ def markdown(summary: dict) -> str:
       f = floor[name]
       lines.append(f"| {what} | {f['n'][0]:,} vs {f['n'][1]:,} | {f['fd']:.4g} | "
                    f"{f['kid']:.3g} ± {f['kid_std']:.2g} |")
+  made = summary.get("made")
+  if made:
+    lines += ["", f"Made by `{made['command']}` on {made['machine']} (jax {made['jax']}, "
+                  f"commit {made['commit']}, {made['date']})."]
   return "\n".join(lines) + "\n"
 
 
-def write_outputs(summary: dict, workdir: str) -> tuple[str, str]:
-  """Writes ``<table>.md`` and ``<table>.json`` into ``workdir``; returns their paths."""
+def provenance(argv: list[str]) -> dict:
+  """What made a table: the command, the machine, jax's version, the commit, the date."""
+  import datetime
+  import platform
+  import subprocess
+
+  import jax
+  model = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  dev = jax.devices()[0]
+  machine = (f"{os.cpu_count()} CPU cores ({model})" if dev.platform == "cpu" else
+             f"{jax.device_count()} x {dev.device_kind} ({os.cpu_count()} CPU cores)")
+  here = os.path.dirname(os.path.abspath(__file__))
+
+  def git(*args):
+    try:
+      return subprocess.run(["git", *args], cwd=here, capture_output=True, text=True,
+                            timeout=30)
+    except (OSError, subprocess.SubprocessError):
+      return None
+  head = git("rev-parse", "--short", "HEAD")
+  commit = head.stdout.strip() if head is not None and head.returncode == 0 else "unknown"
+  dirty = git("diff", "--quiet", "HEAD", "--", ".")
+  if commit != "unknown" and dirty is not None and dirty.returncode == 1:
+    commit += " with local changes"
+  return {"command": " ".join(["python experiments/reproduce.py", *argv[1:]]),
+          "machine": machine, "jax": jax.__version__, "commit": commit,
+          "date": datetime.date.today().isoformat()}
+
+
+RESULTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+README = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "README.md")
+
+
+def readme_block(name: str) -> tuple[str, str]:
+  """The markers around a published table ``name`` in the README."""
+  return f"<!-- reproduce:{name} -->\n", f"<!-- /reproduce:{name} -->"
+
+
+def publish(summary: dict, name: str, results_dir: str = RESULTS_DIR,
+            readme: str = README) -> str:
+  """Writes ``results_dir/<name>.md`` / ``.json`` and puts the table into the README.
+
+  The README holds the table between ``<!-- reproduce:<name> -->`` and
+  ``<!-- /reproduce:<name> -->``; tests/test_readme.py checks that every such block is
+  the published file, and that the file is :func:`markdown` of its JSON. Returns the
+  Markdown's path; raises ValueError when the README has no block of that name.
+  """
+  text = open(readme).read()
+  start, end = readme_block(name)
+  if start not in text or end not in text:
+    raise ValueError(f"README {readme} has no block {start.strip()} ... {end}; add the two "
+                     "markers where the table belongs and publish again.")
+  md, _ = write_outputs(summary, results_dir, name)
+  head, rest = text.split(start, 1)
+  _, tail = rest.split(end, 1)
+  with open(readme, "w") as f:
+    f.write(head + start + open(md).read() + end + tail)
+  return md
+
+
+def write_outputs(summary: dict, workdir: str, name: str | None = None) -> tuple[str, str]:
+  """Writes ``<name>.md`` and ``<name>.json`` (name: the table's) into ``workdir``."""
   os.makedirs(workdir, exist_ok=True)
-  md = os.path.join(workdir, f"{summary['table']}.md")
-  js = os.path.join(workdir, f"{summary['table']}.json")
+  name = name or summary["table"]
+  md = os.path.join(workdir, f"{name}.md")
+  js = os.path.join(workdir, f"{name}.json")
   with open(md, "w") as f:
     f.write(markdown(summary))
   with open(js, "w") as f:
@@ -273,14 +393,22 @@ flags.DEFINE_integer("seeds", 3, "Seeds per row (0, 1, ...).")
 flags.DEFINE_float("epochs", None, "Epochs per run (default: the config's schedule).")
 flags.DEFINE_list("rows", None, "Row keys to run (default: all).")
 flags.DEFINE_bool("quick", False, "Tiny networks, 20 steps per run: a smoke test.")
+flags.DEFINE_string("publish", None, "Also write experiments/results/NAME.md/.json and put the "
+                    "table into the README between its reproduce:NAME markers.")
 
 
 def main(argv):
   del argv
+  if FLAGS.publish and FLAGS.quick:
+    raise app.UsageError("--publish with --quick: a smoke run is not a measurement to publish.")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint write at INFO.
   summary = run_table(FLAGS.table, FLAGS.workdir, FLAGS.seeds, FLAGS.epochs, FLAGS.quick,
                       FLAGS.rows)
+  summary["made"] = provenance(sys.argv)
   md, _ = write_outputs(summary, FLAGS.workdir)
+  if FLAGS.publish:
+    md = publish(summary, FLAGS.publish)
+    print(f"published {md} and its README block")
   print(open(md).read())
 
 

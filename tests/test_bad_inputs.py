@@ -356,6 +356,17 @@ CONFIG_CASES = [
          "expected the same length", checked(lr_boundaries=(100,)), ConfigError),
     Case("lr-boundaries-decrease", "config", "config.lr_boundaries=(200, 100): expected "
          "increasing", checked(lr_boundaries=(200, 100), lr_factors=(0.5, 0.1)), ConfigError),
+    Case("phase-lr-factors-length", "config", "expected one factor per lr_boundaries entry "
+         "(100,) for phase 'recon', got 2", checked(lr_boundaries=(100,), lr_factors=(0.5,),
+                                                  phase_lr_factors={"recon": (0.5, 0.1)}),
+         ConfigError),
+    Case("phase-lr-factors-unknown-phase", "config", "config.phase_lr_factors: unknown phase "
+         "'recn' of model AAE; expected one of ('recon', 'critic', 'gen')",
+         checked(lr_boundaries=(100,), lr_factors=(0.5,), phase_lr_factors={"recn": (0.5,)}),
+         ConfigError),
+    Case("phase-lr-factors-not-positive", "config", "a dict of phase name -> tuple of positive",
+         checked(lr_boundaries=(100,), lr_factors=(0.5,), phase_lr_factors={"recon": (0,)}),
+         ConfigError),
     Case("adam-b1-one", "config", "config.adam_b1=1.0: expected a number in [0, 1)",
          checked(adam_b1=1.0), ConfigError),
     Case("hidden-not-ints", "config", "config.hidden=('abc',): expected a tuple of ints",

@@ -289,3 +289,18 @@ def test_batches_are_the_training_loops_order():
   assert resumed == want[3:]
   with pytest.raises(ValueError, match="batch_size=11"):
     next(data.batches(arrays, 11, key))
+
+
+def test_a_phase_with_its_own_rate_schedule():
+  """``phase_lr_schedules`` replaces the model's step schedule for the phases it names."""
+  config = {"lr_boundaries": (3,), "lr_factors": (0.5,), "phase_lr_factors": {"fit": (0.25,)}}
+  model = Linear(lr_schedule=core.lr_schedule(config),
+                 phase_lr_schedules=core.phase_lr_schedules(config))
+  state = model.init(jax.random.key(0))
+  rates = [float(core.learning_rate(model, state.replace(step=jnp.asarray(s, jnp.int32)), "fit"))
+           for s in (2, 3)]
+  np.testing.assert_allclose(rates, [0.1, 0.025], rtol=1e-6)
+  plain = Linear(lr_schedule=core.lr_schedule(config))
+  np.testing.assert_allclose(
+      float(core.learning_rate(plain, state.replace(step=jnp.asarray(3, jnp.int32)), "fit")),
+      0.05, rtol=1e-6)

@@ -110,3 +110,46 @@ def test_celeba_table_with_the_real_floor(tmp_path, monkeypatch):
   text = reproduce.markdown(summary)
   assert "| VAE | — | 11.00 | — | 1 | 5 |" in text
   assert "| training vs test images | 2,000 vs 2,000 |" in text
+
+
+def test_main_table_per_seed_and_publish(mnist_dir, tmp_path, monkeypatch):
+  values = iter([0.031, 0.72, 0.045, 0.70, 0.02, 0.71])
+
+  def fake_train(config, workdir):
+    assert (config.model, config.prior) == ("aae", "gaussian_mixture")
+    return {"step": config.num_steps, "eval/mmd_to_prior": next(values),
+            "eval/knn_accuracy": next(values), "eval/classes_covered": 10.0}
+
+  monkeypatch.setattr(train, "train_and_evaluate", fake_train)
+  summary = reproduce.run_table("main", str(tmp_path / "runs"), seeds=3, rows=["mixture"])
+  summary["made"] = reproduce.provenance(["reproduce.py", "--table=main"])
+  assert summary["made"]["command"] == "python experiments/reproduce.py --table=main"
+  text = reproduce.markdown(summary)
+  row = [line for line in text.splitlines() if line.startswith("| 10-gaussian")][0]
+  # mean ± std of the metric in 3 decimals, extras as mean ± std, then seed by seed.
+  assert row.startswith("| 10-gaussian mixture | — | 0.032 ± 0.013 | — | 3 |")
+  assert "| 0.71 ± 0.01 |" in row and "| 0.031 / 0.045 / 0.02 | 0.72 / 0.7 / 0.71 |" in row
+  assert "| — |" in row  # a metric the runs did not report (rarest class share)
+  assert "Made by `python experiments/reproduce.py --table=main` on " in text
+
+  readme = tmp_path / "README.md"
+  readme.write_text("intro\n<!-- reproduce:main -->\nold table\n<!-- /reproduce:main -->\nend\n")
+  md = reproduce.publish(summary, "main", str(tmp_path / "results"), str(readme))
+  assert readme.read_text() == ("intro\n<!-- reproduce:main -->\n" + open(md).read()
+                                + "<!-- /reproduce:main -->\nend\n")
+  assert json.load(open(tmp_path / "results" / "main.json"))["made"] == summary["made"]
+  with pytest.raises(ValueError, match="no block <!-- reproduce:other -->"):
+    reproduce.publish(summary, "other", str(tmp_path / "results"), str(readme))
+
+
+def test_gpu_check_script_names_real_tables_and_rows():
+  import os
+  import re
+  import subprocess
+  script = os.path.join(os.path.dirname(reproduce.__file__), "gpu_check.sh")
+  subprocess.run(["bash", "-n", script], check=True)
+  calls = re.findall(r"^table (\w+) (.*)$", open(script).read(), re.M)
+  assert [c[0] for c in calls] == ["main", "semisupervised", "clustering", "celeba_paper"]
+  for name, args in calls:
+    rows = re.search(r"--rows=([\w,]+)", args).group(1).split(",")
+    assert set(rows) <= {r.key for r in reproduce.TABLES[name].rows}, (name, rows)

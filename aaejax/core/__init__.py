@@ -15,7 +15,7 @@ from aaejax.core.model import (CAPABILITIES, CATEGORICAL, CLASSIFY, CLUSTER, DEC
                                Model)
 from aaejax.core.phases import (Forward, Phase, PhaseLoss, StepInputs, check_paths,
                                 check_phases, constant_schedule, groups, lr_schedule, merge,
-                                optimizer_fields, progress, select)
+                                optimizer_fields, phase_lr_schedules, progress, select)
 from aaejax.core.state import LossFn, Params, TrainState
 from aaejax.core.streams import Stream
 from aaejax.core.update import apply_gradients, learning_rate, run_phases, update

@@ -105,10 +105,19 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "lr_factors": ((lambda v: isinstance(v, (tuple, list))
                     and all(_is_number(x) and x > 0 for x in v)),
                    "a tuple of positive numbers, e.g. (0.1,)"),
+    "phase_lr_factors": ((lambda v: isinstance(_plain(v), dict) and all(
+        isinstance(k, str) and isinstance(f, (tuple, list)) and f
+        and all(_is_number(x) and x > 0 for x in f) for k, f in _plain(v).items())),
+        "a dict of phase name -> tuple of positive numbers, e.g. {'recon': (0.5,)}"),
     "skip_evaluators": ((lambda v: isinstance(v, (tuple, list))
                          and all(isinstance(x, str) for x in v)),
                         "a tuple of evaluator names, e.g. ('mode_coverage',)"),
 }
+
+
+def _plain(value):
+  """A ConfigDict as a dict (other values as they are)."""
+  return value.to_dict() if hasattr(value, "to_dict") else value
 
 
 def _pattern(field: str):
@@ -139,7 +148,8 @@ def validate(config, choices: Choices | None = None) -> None:
   ``num_labeled`` >= 0); every ``*learning_rate`` is a positive number, every ``*_weight``
   >= 0; ``adam_b1``, ``adam_b2`` and ``critic_dropout`` are in [0, 1); layer widths
   (``hidden``, ``*_hidden``, ``*_channels``) are tuples of positive ints; ``lr_boundaries``
-  (increasing ints >= 0) and ``lr_factors`` (positive) have the same length. Fields it does
+  (increasing ints >= 0) and ``lr_factors`` (positive) have the same length, as has each
+  phase's tuple in ``phase_lr_factors`` (the phase names the model checks). Fields it does
   not know are left alone; what only a model can judge (e.g. ``num_labeled`` a multiple of
   the classes) :func:`aaejax.models.create` reports. Cheap: no data, no device.
   """
@@ -166,6 +176,11 @@ def validate(config, choices: Choices | None = None) -> None:
     raise ConfigError(f"config.lr_boundaries={boundaries} and config.lr_factors={factors}: "
                       f"expected the same length (one factor per boundary), got "
                       f"{len(boundaries)} and {len(factors)}.")
+  for name, own in _plain(fields.get("phase_lr_factors", {}) or {}).items():
+    if len(tuple(own)) != len(boundaries):
+      raise ConfigError(f"config.phase_lr_factors={_plain(fields['phase_lr_factors'])!r}: "
+                        f"expected one factor per lr_boundaries entry {boundaries} for phase "
+                        f"{name!r}, got {len(tuple(own))}.")
   if any(b >= a for b, a in zip(boundaries, boundaries[1:])):
     raise ConfigError(f"config.lr_boundaries={boundaries}: expected increasing steps.")
 

@@ -103,6 +103,8 @@ class Model:
   Attributes:
     adam_b1, adam_b2: Adam's betas of every phase that does not set its own.
     lr_schedule: ``step -> multiplier`` of every phase's learning rate.
+    phase_lr_schedules: phase name -> its own ``step -> multiplier``, in place of
+      ``lr_schedule`` for that phase (config ``phase_lr_factors``).
     compute_dtype: ``"float32"`` or ``"bfloat16"``: the dtype of the networks' activations,
       matmuls and convolutions (:mod:`aaejax.nets.networks`; from_config builds them so).
       Parameters, optimizer states, batch-norm statistics and losses stay float32.
@@ -111,6 +113,8 @@ class Model:
   adam_b1: float = 0.9
   adam_b2: float = 0.999
   lr_schedule: Callable[[jax.Array], Any] = constant_schedule
+  phase_lr_schedules: Mapping[str, Callable[[jax.Array], Any]] = dataclasses.field(
+      default_factory=dict)
   compute_dtype: str = "float32"
 
   @property

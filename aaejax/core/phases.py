@@ -29,11 +29,32 @@ def lr_schedule(config):
   return optax.piecewise_constant_schedule(1.0, dict(zip(boundaries, factors)))
 
 
+def phase_lr_schedules(config) -> dict[str, Callable]:
+  """Phase name -> its own multiplier schedule: ``phase_lr_factors[name]`` (one factor per
+  ``lr_boundaries`` entry) in place of ``lr_factors`` for that phase.
+
+  >>> s = phase_lr_schedules({"lr_boundaries": (100,), "lr_factors": (0.5,),
+  ...                         "phase_lr_factors": {"recon": (0.25,)}})
+  >>> float(s["recon"](99)), float(s["recon"](100))
+  (1.0, 0.25)
+  """
+  own = config.get("phase_lr_factors", {}) or {}
+  own = dict(own.to_dict() if hasattr(own, "to_dict") else own)
+  boundaries = tuple(config.get("lr_boundaries", ()))
+  out = {}
+  for name, factors in own.items():
+    if len(tuple(factors)) != len(boundaries):
+      raise ValueError(f"phase_lr_factors[{name!r}]={tuple(factors)}: expected one factor per "
+                       f"lr_boundaries entry {boundaries}.")
+    out[name] = lr_schedule({"lr_boundaries": boundaries, "lr_factors": tuple(factors)})
+  return out
+
+
 def optimizer_fields(config) -> dict[str, Any]:
-  """The :class:`Model` fields a config sets for every model: Adam's betas, the schedule,
+  """The :class:`Model` fields a config sets for every model: Adam's betas, the schedules,
   the compute dtype."""
   return dict(adam_b1=config.get("adam_b1", 0.9), adam_b2=config.get("adam_b2", 0.999),
-              lr_schedule=lr_schedule(config),
+              lr_schedule=lr_schedule(config), phase_lr_schedules=phase_lr_schedules(config),
               compute_dtype=config.get("compute_dtype", "float32"))
 
 

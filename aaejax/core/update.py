@@ -18,6 +18,7 @@ class PhasedModel(Protocol):
   """What the phase update reads of a model (:class:`aaejax.core.model.Model` has it all)."""
 
   lr_schedule: Callable[[jax.Array], Any]
+  phase_lr_schedules: Mapping[str, Callable[[jax.Array], Any]]
 
   def phases(self) -> Sequence[Phase]: ...
 
@@ -34,10 +35,11 @@ def _phase(model: PhasedModel, phase: Phase | str) -> Phase:
 
 
 def learning_rate(model: PhasedModel, state: TrainState, phase: Phase | str) -> jax.Array:
-  """The step size of ``phase`` now: ``lr_<phase>`` × the model's step schedule × the
-  phase's progress schedule."""
+  """The step size of ``phase`` now: ``lr_<phase>`` × the model's step schedule (the phase's
+  own, if it has one) × the phase's progress schedule."""
   phase = _phase(model, phase)
-  lr = state.hparams[phase.lr_name] * model.lr_schedule(state.step)
+  schedule = model.phase_lr_schedules.get(phase.name, model.lr_schedule)
+  lr = state.hparams[phase.lr_name] * schedule(state.step)
   if phase.schedule is not None:
     lr = lr * phase.schedule(progress(state), state.hparams)
   return lr

@@ -140,7 +140,18 @@ def create(config, image_shape) -> Model:
     raise ConfigError(f"config (model {name!r}): {e}") from e
   check_labels_available(model, config)
   check_skipped_evaluators(model, config)
+  check_phase_schedules(model)
   return model
+
+
+def check_phase_schedules(model: Model) -> None:
+  """A :class:`ConfigError` for a ``config.phase_lr_factors`` key that is not a phase of
+  ``model``."""
+  known = tuple(p.name for p in model.phases())
+  for name in model.phase_lr_schedules:
+    if name not in known:
+      raise ConfigError(f"config.phase_lr_factors: unknown phase {name!r} of model "
+                        f"{type(model).__name__}; expected one of {known}.")
 
 
 def check_skipped_evaluators(model: Model, config: Mapping) -> None:

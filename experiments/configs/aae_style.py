@@ -31,6 +31,7 @@ def get_config():
   c.critic_learning_rate = 1e-3
   c.gen_learning_rate = 1e-3
   c.num_steps = 6000             # 10 epochs
+  c.lr_boundaries, c.lr_factors = (), ()   # constant rates (not the main job's late drop)
   c.eval_every = 1000
   # Adversarial disentanglement (aaejax/models/aae_style.py): a classifier A(z) that tries to
   # read the digit from z, the encoder trained to confuse it; 0 = off.

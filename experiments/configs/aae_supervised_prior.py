@@ -31,6 +31,7 @@ def get_config():
   c.num_labeled = 10_000         # a multiple of 10; 60_000 labels everything
   c.labeled_batch_size = 100     # labelled examples added to each step's regularization (0: none)
   c.num_steps = 6000             # 10 epochs
+  c.lr_boundaries, c.lr_factors = (), ()   # constant rates (not the main job's late drop)
   c.learning_rate = 1e-3
   c.critic_learning_rate = 1e-3
   c.gen_learning_rate = 1e-3

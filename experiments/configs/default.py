@@ -61,6 +61,7 @@ def get_config():
   c.adam_b2 = 0.999
   c.lr_boundaries = ()
   c.lr_factors = ()
+  c.phase_lr_factors = {}         # a phase's own factors at lr_boundaries: "{'recon': (0.5,)}"
   # Mixed precision: "float32" or "bfloat16" (activations, matmuls and convs; parameters,
   # optimizer states, batch-norm statistics and losses stay float32).
   c.compute_dtype = "float32"
