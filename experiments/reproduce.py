@@ -309,7 +309,8 @@ def markdown(summary: dict) -> str:
 
 
 def provenance(argv: list[str]) -> dict:
-  """What made a table: the command, the machine, jax's version, the commit, the date."""
+  """What made a table: the command (with ``XLA_FLAGS`` if set), the machine, jax's
+  version, the commit (and whether the tree had local changes), the date."""
   import datetime
   import platform
   import subprocess
@@ -337,7 +338,8 @@ def provenance(argv: list[str]) -> dict:
   dirty = git("diff", "--quiet", "HEAD", "--", ".")
   if commit != "unknown" and dirty is not None and dirty.returncode == 1:
     commit += " with local changes"
-  return {"command": " ".join(["python experiments/reproduce.py", *argv[1:]]),
+  env = [f"XLA_FLAGS={os.environ['XLA_FLAGS']}"] if os.environ.get("XLA_FLAGS") else []
+  return {"command": " ".join([*env, "python experiments/reproduce.py", *argv[1:]]),
           "machine": machine, "jax": jax.__version__, "commit": commit,
           "date": datetime.date.today().isoformat()}
 
@@ -402,9 +404,10 @@ def main(argv):
   if FLAGS.publish and FLAGS.quick:
     raise app.UsageError("--publish with --quick: a smoke run is not a measurement to publish.")
   logging.set_verbosity(logging.WARNING)  # Orbax logs every checkpoint write at INFO.
+  made = provenance(sys.argv)  # the code the runs start from
   summary = run_table(FLAGS.table, FLAGS.workdir, FLAGS.seeds, FLAGS.epochs, FLAGS.quick,
                       FLAGS.rows)
-  summary["made"] = provenance(sys.argv)
+  summary["made"] = made
   md, _ = write_outputs(summary, FLAGS.workdir)
   if FLAGS.publish:
     md = publish(summary, FLAGS.publish)
