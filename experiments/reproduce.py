@@ -260,6 +260,11 @@ def _pm(mean: float | None, std: float | None, digits: int = 2) -> str:
   return f"{mean:.{digits}f}" if std is None else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
+def _num(value: float, digits: int) -> str:
+  """``value`` with ``digits`` decimals; a whole number (a count) as an int."""
+  return str(int(value)) if float(value).is_integer() else f"{value:.{digits}f}"
+
+
 def _g(values: list[float]) -> str:
   """Mean (± std over seeds when there are several) in 4 significant digits."""
   if len(values) == 1:
@@ -287,7 +292,7 @@ def markdown(summary: dict) -> str:
       values = [run["metrics"][m] for run in r["runs"] if m in run["metrics"]]
       shown.append(_g(values) if len(values) == len(r["runs"]) else "—")
     for m in per_seed:
-      shown.append(" / ".join(f"{run['metrics'][m]:.{digits}g}" if m in run["metrics"] else "—"
+      shown.append(" / ".join(_num(run["metrics"][m], digits) if m in run["metrics"] else "—"
                               for run in r["runs"]))
     lines.append(f"| {r['setting']} | {_pm(r['paper'], r['paper_std'], digits)} | "
                  f"{_pm(r['mean'], r['std'], digits)} | {gap} | "

@@ -122,13 +122,17 @@ def test_main_table_per_seed_and_publish(mnist_dir, tmp_path, monkeypatch):
 
   monkeypatch.setattr(train, "train_and_evaluate", fake_train)
   summary = reproduce.run_table("main", str(tmp_path / "runs"), seeds=3, rows=["mixture"])
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_enable_fast_math=true")
+  assert reproduce.provenance(["reproduce.py"])["command"] == (
+      "XLA_FLAGS=--xla_cpu_enable_fast_math=true python experiments/reproduce.py")
+  monkeypatch.delenv("XLA_FLAGS")
   summary["made"] = reproduce.provenance(["reproduce.py", "--table=main"])
   assert summary["made"]["command"] == "python experiments/reproduce.py --table=main"
   text = reproduce.markdown(summary)
   row = [line for line in text.splitlines() if line.startswith("| 10-gaussian")][0]
   # mean ± std of the metric in 3 decimals, extras as mean ± std, then seed by seed.
   assert row.startswith("| 10-gaussian mixture | — | 0.032 ± 0.013 | — | 3 |")
-  assert "| 0.71 ± 0.01 |" in row and "| 0.031 / 0.045 / 0.02 | 0.72 / 0.7 / 0.71 |" in row
+  assert "| 0.71 ± 0.01 |" in row and "| 0.031 / 0.045 / 0.020 | 0.720 / 0.700 / 0.710 | 10 / 10 / 10 |" in row
   assert "| — |" in row  # a metric the runs did not report (rarest class share)
   assert "Made by `python experiments/reproduce.py --table=main` on " in text
 
