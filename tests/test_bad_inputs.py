@@ -353,7 +353,7 @@ CONFIG_CASES = [
     Case("unknown-network", "config", "config.network='resnet': unknown network",
          checked(network="resnet"), ConfigError),
     Case("lr-lists-differ", "config", "config.lr_boundaries=(100,) and config.lr_factors=(): "
-         "expected the same length", checked(lr_boundaries=(100,)), ConfigError),
+         "expected the same length", checked(lr_boundaries=(100,), lr_factors=()), ConfigError),
     Case("lr-boundaries-decrease", "config", "config.lr_boundaries=(200, 100): expected "
          "increasing", checked(lr_boundaries=(200, 100), lr_factors=(0.5, 0.1)), ConfigError),
     Case("phase-lr-factors-length", "config", "expected one factor per lr_boundaries entry "
@@ -543,7 +543,8 @@ def test_help_lists_the_fields_with_values_and_comments(processes):
   assert "--workdir: Directory for checkpoints" in out
   lines = out.splitlines()
   field = lambda name: next(line for line in lines if line.strip().startswith(name + " "))
-  assert "= 7" in field("num_steps") and "# 5 epochs of MNIST at batch 100" in field("num_steps")
+  assert "= 7" in field("num_steps") and "# 8⅓ epochs at batch 100" in field("num_steps")
+  assert "# False (or $AAEJAX_NO_DOWNLOAD=1)" in field("download")  # default.py's comment
   assert "'gaussian_mixture'" in field("prior") and "swiss_roll" in field("prior")
   assert "# reconstruction phase" in field("learning_rate")  # the config file's own comment
   assert "# Data: a tfds name." in out  # a block comment of default.py

@@ -20,7 +20,7 @@ def test_readme_tables_are_the_published_reproduce_outputs():
 
   import reproduce
   readme = open(reproduce.README).read()
-  names = re.findall(r"<!-- reproduce:([\w.-]+) -->", readme)
+  names = re.findall(r"<!-- reproduce:([a-z0-9_.-]+) -->", readme)
   published = sorted(f[:-3] for f in os.listdir(reproduce.RESULTS_DIR) if f.endswith(".md"))
   assert sorted(names) == published, "README blocks and experiments/results/ differ"
   for name in names:
