@@ -111,13 +111,17 @@ TABLES = {
     "semisupervised": Table(aae_semisupervised.get_config, "eval/error_rate", (
         Row("100", "MNIST, 100 labels", {"num_labeled": 100}, 1.90, 0.10),
         Row("1000", "MNIST, 1000 labels", {"num_labeled": 1000}, 1.60, 0.08),
-        Row("all", "MNIST, all 60,000 labels", {"num_labeled": 60_000}, 0.85, 0.02))),
+        Row("all", "MNIST, all 60,000 labels", {"num_labeled": 60_000}, 0.85, 0.02)),
+        extra=("eval/y_confidence", "eval/recon_loss"), per_seed=("eval/error_rate",)),
     "clustering": Table(aae_clustering.get_config, "eval/cluster_error", (
         Row("16", "MNIST, 16 clusters", {"num_clusters": 16}, 9.55),
-        Row("30", "MNIST, 30 clusters", {"num_clusters": 30}, 4.10))),
+        Row("30", "MNIST, 30 clusters", {"num_clusters": 30}, 4.10)),
+        extra=("eval/categories_used", "eval/y_confidence", "eval/recon_loss"),
+        per_seed=("eval/cluster_error",)),
     "dimreduction": Table(aae_dimreduction.get_config, "eval/error_rate", (
         Row("1000", "MNIST 2-D, 1000 labels", {"num_labeled": 1000}, 4.20),
-        Row("100", "MNIST 2-D, 100 labels", {"num_labeled": 100}, 6.08))),
+        Row("100", "MNIST 2-D, 100 labels", {"num_labeled": 100}, 6.08)),
+        per_seed=("eval/error_rate",)),
     "parzen": Table(aae_unsupervised.get_config, "eval/parzen_ll", (
         Row("aae", "AAE (8-D gaussian prior)", {"latent_dim": 8, "prior": "gaussian"}, 340.0,
             2.0),
@@ -378,7 +382,7 @@ def publish(summary: dict, name: str, results_dir: str = RESULTS_DIR,
   head, rest = text.split(start, 1)
   _, tail = rest.split(end, 1)
   with open(readme, "w") as f:
-    f.write(head + start + open(md).read() + end + tail)
+    f.write(head + start + markdown(summary) + end + tail)
   return md
 
 

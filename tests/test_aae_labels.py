@@ -4,6 +4,7 @@ import dataclasses
 import importlib
 import types
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -292,6 +293,38 @@ def test_configs_create_models():
   c = importlib.import_module("configs.aae_dimreduction").get_config()
   hp = models.hparams_from_config(models.create(c, (28, 28, 1)), c)
   assert hp["head_margin"] == c.head_margin
+
+
+def test_encoder_and_critic_dropout():
+  """encoder_dropout and critic_dropout reach the nets: random in training (the step draws
+  both from its key), off in inference, no parameters (checkpoints unchanged)."""
+  x = jax.random.uniform(jax.random.key(0), (4, 28, 28, 1))
+  for plain, drop, inputs in ((networks.MLPEncoder(3, (16,), num_categories=4),
+                               networks.MLPEncoder(3, (16,), num_categories=4, dropout=0.5), (x,)),
+                              (networks.Critic((16,)), networks.Critic((16,), dropout=0.5),
+                               (x[:, 0, :3, 0],))):
+    v = plain.init(jax.random.key(1), *inputs)
+    assert jax.tree.structure(v) == jax.tree.structure(drop.init(jax.random.key(1), *inputs))
+    chex.assert_trees_all_equal(drop.apply(v, *inputs, train=False),
+                                plain.apply(v, *inputs, train=False))
+    a, b = (jax.tree.leaves(drop.apply(v, *inputs, train=True, rngs={"dropout": jax.random.key(k)}))
+            for k in (2, 3))
+    assert not np.allclose(a[0], b[0])
+  c = importlib.import_module("configs.aae_semisupervised").get_config()
+  c.hidden, c.critic_hidden, c.encoder_dropout, c.critic_dropout = (16,), (16,), 0.25, 0.2
+  model = models.create(c, (28, 28, 1))
+  assert model.encoder.dropout == 0.25
+  assert {n: model.networks()[n][0].dropout for n in ("critic_y", "critic_z")} == {
+      "critic_y": 0.2, "critic_z": 0.2}
+  state = model.init(jax.random.key(0))
+  images = (255 * x).astype(jnp.uint8)
+  batch = {"image": images, "labeled_image": images, "labeled_label": jnp.arange(4)}
+  step = jax.jit(model.train_step)
+  (one, m1), (two, m2) = (step(state, batch, jax.random.key(k)) for k in (5, 6))
+  assert all(np.isfinite(float(v)) for v in m1.values())
+  assert float(m1["supervised_loss"]) != float(m2["supervised_loss"])  # dropout in the step
+  again, _ = step(state, batch, jax.random.key(5))
+  chex.assert_trees_all_equal(one.params, again.params)  # and the key alone decides it
 
 
 def test_bad_configs():

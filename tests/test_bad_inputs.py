@@ -369,6 +369,8 @@ CONFIG_CASES = [
          ConfigError),
     Case("adam-b1-one", "config", "config.adam_b1=1.0: expected a number in [0, 1)",
          checked(adam_b1=1.0), ConfigError),
+    Case("encoder-dropout-one", "config", "config.encoder_dropout=1.0: expected a number in [0, 1)",
+         checked(encoder_dropout=1.0), ConfigError),
     Case("hidden-not-ints", "config", "config.hidden=('abc',): expected a tuple of ints",
          checked(hidden=("abc",)), ConfigError),
     Case("unknown-evaluator", "config", "config.skip_evaluators=('nope',): unknown evaluator",

@@ -99,15 +99,16 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
     "conv_impl": ((lambda v: v in CONV_IMPLS), f"one of {CONV_IMPLS} (aaejax.nets.conv)"),
     "adam_b1": _number(0, 1, hi_open=True), "adam_b2": _number(0, 1, hi_open=True),
     "critic_dropout": _number(0, 1, hi_open=True),
+    "encoder_dropout": _number(0, 1, hi_open=True),
     "prior_scale": _number(0, lo_open=True), "kernel_scale": _number(0, lo_open=True),
     "critic_noise": _number(0), "beta": _number(0), "head_margin": _number(0),
     "lr_boundaries": _ints_tuple(0),
     "lr_factors": ((lambda v: isinstance(v, (tuple, list))
                     and all(_is_number(x) and x > 0 for x in v)),
                    "a tuple of positive numbers, e.g. (0.1,)"),
-    "phase_lr_factors": ((lambda v: isinstance(_plain(v), dict) and all(
+    "phase_lr_factors": ((lambda v: isinstance(plain(v), dict) and all(
         isinstance(k, str) and isinstance(f, (tuple, list)) and f
-        and all(_is_number(x) and x > 0 for x in f) for k, f in _plain(v).items())),
+        and all(_is_number(x) and x > 0 for x in f) for k, f in plain(v).items())),
         "a dict of phase name -> tuple of positive numbers, e.g. {'recon': (0.5,)}"),
     "skip_evaluators": ((lambda v: isinstance(v, (tuple, list))
                          and all(isinstance(x, str) for x in v)),
@@ -115,8 +116,8 @@ FIELDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def _plain(value):
-  """A ConfigDict as a dict (other values as they are)."""
+def plain(value):
+  """A ConfigDict (or any value with ``to_dict``) as a dict; other values as they are."""
   return value.to_dict() if hasattr(value, "to_dict") else value
 
 
@@ -131,9 +132,7 @@ def _pattern(field: str):
 
 
 def _show(field: str, value) -> str:
-  if hasattr(value, "to_dict"):
-    value = value.to_dict()
-  return f"config.{field}={value!r}"
+  return f"config.{field}={plain(value)!r}"
 
 
 def validate(config, choices: Choices | None = None) -> None:
@@ -146,8 +145,8 @@ def validate(config, choices: Choices | None = None) -> None:
   :func:`aaejax.models.create` checks them); counts
   (``batch_size``, ``num_steps``, ``latent_dim``, …) are ints >= 1 (``num_devices``,
   ``num_labeled`` >= 0); every ``*learning_rate`` is a positive number, every ``*_weight``
-  >= 0; ``adam_b1``, ``adam_b2`` and ``critic_dropout`` are in [0, 1); layer widths
-  (``hidden``, ``*_hidden``, ``*_channels``) are tuples of positive ints; ``lr_boundaries``
+  >= 0; ``adam_b1``, ``adam_b2``, ``critic_dropout`` and ``encoder_dropout`` are in [0, 1);
+  layer widths (``hidden``, ``*_hidden``, ``*_channels``) are tuples of positive ints; ``lr_boundaries``
   (increasing ints >= 0) and ``lr_factors`` (positive) have the same length, as has each
   phase's tuple in ``phase_lr_factors`` (the phase names the model checks). Fields it does
   not know are left alone; what only a model can judge (e.g. ``num_labeled`` a multiple of
@@ -176,9 +175,9 @@ def validate(config, choices: Choices | None = None) -> None:
     raise ConfigError(f"config.lr_boundaries={boundaries} and config.lr_factors={factors}: "
                       f"expected the same length (one factor per boundary), got "
                       f"{len(boundaries)} and {len(factors)}.")
-  for name, own in _plain(fields.get("phase_lr_factors", {}) or {}).items():
+  for name, own in plain(fields.get("phase_lr_factors", {}) or {}).items():
     if len(tuple(own)) != len(boundaries):
-      raise ConfigError(f"config.phase_lr_factors={_plain(fields['phase_lr_factors'])!r}: "
+      raise ConfigError(f"config.phase_lr_factors={plain(fields['phase_lr_factors'])!r}: "
                         f"expected one factor per lr_boundaries entry {boundaries} for phase "
                         f"{name!r}, got {len(tuple(own))}.")
   if any(b >= a for b, a in zip(boundaries, boundaries[1:])):

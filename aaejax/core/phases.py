@@ -10,6 +10,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from aaejax.core import config_checks
 from aaejax.core.state import Params, TrainState
 
 
@@ -39,7 +40,7 @@ def phase_lr_schedules(config) -> dict[str, Callable]:
   (1.0, 0.25)
   """
   own = config.get("phase_lr_factors", {}) or {}
-  own = dict(own.to_dict() if hasattr(own, "to_dict") else own)
+  own = dict(config_checks.plain(own))
   boundaries = tuple(config.get("lr_boundaries", ()))
   out = {}
   for name, factors in own.items():

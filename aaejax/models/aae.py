@@ -54,6 +54,10 @@ class AAE(Autoencoder):
   loss), ``prior_scale`` (multiplies prior samples), ``critic_noise`` (std of
   gaussian noise added to both critic inputs; 0 disables it).
 
+  Attributes (besides the autoencoder's): ``critic_hidden``, the latent critics' hidden
+  layers; ``critic_dropout``, dropout after them in training (as public reproductions of
+  the semi-supervised AAE use; the encoder's is config ``encoder_dropout``).
+
   Example:
 
     >>> import jax, jax.numpy as jnp
@@ -68,12 +72,14 @@ class AAE(Autoencoder):
   """
 
   critic_hidden: Sequence[int] = networks.AAE_HIDDEN
+  critic_dropout: float = 0.0
 
   @classmethod
   def from_config(cls, config, image_shape, **fields):
     return super().from_config(config, image_shape, **fields,
                                critic_hidden=tuple(config.get("critic_hidden",
-                                                              networks.AAE_HIDDEN)))
+                                                              networks.AAE_HIDDEN)),
+                               critic_dropout=float(config.get("critic_dropout", 0.0)))
 
   def phases(self):
     forward = self.adversarial_forward
@@ -129,7 +135,8 @@ class AAE(Autoencoder):
 
   def networks(self):
     return {**super().networks(), **critic_networks(self.critic_sizes(), self.critic_hidden,
-                                                    self.critic_condition_size(), self.dtype)}
+                                                    self.critic_condition_size(), self.dtype,
+                                                    self.critic_dropout)}
 
   def encode_heads(self, params, model_state, x, rng, train=True):
     heads, model_state = super().encode_heads(params, model_state, x, rng, train)

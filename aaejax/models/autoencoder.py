@@ -23,12 +23,15 @@ POSTERIORS = ("deterministic", "gaussian")
 
 
 def build_networks(config, image_shape, gaussian: bool, num_categories: int = 0):
-  """(encoder, decoder) of ``config.network`` ("mlp" or "conv") for ``image_shape``."""
+  """(encoder, decoder) of ``config.network`` ("mlp" or "conv") for ``image_shape``; the
+  encoder with dropout ``config.encoder_dropout`` (default 0) when training."""
   latent = config.latent_dim
   dtype = networks.compute_dtype(config.get("compute_dtype", "float32"))
+  dropout = float(config.get("encoder_dropout", 0.0))
   if config.get("network", "mlp") == "mlp":
     hidden = tuple(config.get("hidden", networks.AAE_HIDDEN))
-    return (networks.MLPEncoder(latent, hidden, gaussian, num_categories, dtype=dtype),
+    return (networks.MLPEncoder(latent, hidden, gaussian, num_categories, dtype=dtype,
+                                dropout=dropout),
             networks.MLPDecoder(image_shape, hidden, dtype=dtype))
   if config.network != "conv":
     raise ValueError(f"unknown network {config.network!r}; expected 'mlp' or 'conv'.")
@@ -41,7 +44,7 @@ def build_networks(config, image_shape, gaussian: bool, num_categories: int = 0)
   dec_channels = tuple(config.get("decoder_channels", default_dec))
   impl = config.get("conv_impl", "auto")
   return (networks.ConvEncoder(latent, channels, kernel, bn, gaussian, num_categories,
-                               dtype=dtype, conv_impl=impl),
+                               dtype=dtype, conv_impl=impl, dropout=dropout),
           networks.ConvDecoder(image_shape, dec_channels, kernel, bn, dtype=dtype,
                                conv_impl=impl))
 
@@ -132,8 +135,10 @@ class Autoencoder(core.Model):
     return core.image_inputs(batch[key], self.image_shape, key)
 
   def encode_heads(self, params, model_state, x, rng, train=True):
-    """Encoder heads with ``"z"`` sampled from q(z|x) (its mean if deterministic)."""
-    heads, model_state = self.apply("encoder", params, model_state, x, train=train)
+    """Encoder heads with ``"z"`` sampled from q(z|x) (its mean if deterministic); an encoder
+    with dropout draws it from ``fold_in(rng, 1)``."""
+    heads, model_state = self.apply("encoder", params, model_state, x, train=train,
+                                    rngs={"dropout": jax.random.fold_in(rng, 1)})
     if self.posterior == "gaussian":
       heads = dict(heads, z_mean=heads["z"], z=heads["z"] + jnp.exp(0.5 * heads["z_logvar"])
                    * jax.random.normal(rng, heads["z"].shape, heads["z"].dtype))
@@ -151,7 +156,8 @@ class Autoencoder(core.Model):
     """Logits of latent critic ``name`` on ``z`` plus ``critic_noise`` gaussian noise
     (plus :meth:`critic_logit_offset` of the noisy codes, if any)."""
     z = z + state.hparams["critic_noise"] * jax.random.normal(rng, z.shape, z.dtype)
-    logits = self.apply(name, params, {}, z, cond, train=True)[0]
+    logits = self.apply(name, params, {}, z, cond, train=True,
+                        rngs={"dropout": jax.random.fold_in(rng, 1)})[0]
     offset = self.critic_logit_offset(state, z)
     return logits if offset is None else logits + offset
 
@@ -206,10 +212,11 @@ class Autoencoder(core.Model):
 
 
 def critic_networks(sizes: Mapping[str, int], hidden: Sequence[int], cond: int = 0,
-                    dtype: Any = jnp.float32):
-  """Latent critics: name -> (``networks.Critic(hidden, dtype)``, example input shapes)."""
+                    dtype: Any = jnp.float32, dropout: float = 0.0):
+  """Latent critics: name -> (``networks.Critic(hidden, dtype, dropout)``, example input
+  shapes)."""
   nets = {}
   for name, size in sizes.items():
     shapes = ((2, size),) + (((2, cond),) if cond else ())
-    nets[name] = (networks.Critic(tuple(hidden), dtype), shapes)
+    nets[name] = (networks.Critic(tuple(hidden), dtype, dropout), shapes)
   return nets

@@ -53,6 +53,7 @@ class WAE(Autoencoder):
   Attributes:
     penalty: ``"mmd_imq"``, ``"mmd_rbf"`` or ``"gan"``.
     critic_hidden: the latent critic's hidden layers (``"gan"``).
+    critic_dropout: dropout after the latent critic's hidden layers in training (``"gan"``).
     critic_log_prior: add log p(z) (gaussian prior, std ``prior_scale`` · its std) to the
       critic's logit (``"gan"`` only).
 
@@ -71,6 +72,7 @@ class WAE(Autoencoder):
   penalty: str = "mmd_imq"
   critic_hidden: Sequence[int] = (512, 512, 512, 512)
   critic_log_prior: bool = False
+  critic_dropout: float = 0.0
 
   def __post_init__(self):
     if self.penalty not in WAE_PENALTIES:
@@ -89,6 +91,7 @@ class WAE(Autoencoder):
     if "critic_hidden" in config:
       fields.setdefault("critic_hidden", tuple(config.critic_hidden))
     fields.setdefault("critic_log_prior", bool(config.get("critic_log_prior", False)))
+    fields.setdefault("critic_dropout", float(config.get("critic_dropout", 0.0)))
     return super().from_config(config, image_shape, **fields)
 
   def phases(self):
@@ -108,7 +111,7 @@ class WAE(Autoencoder):
     nets = super().networks()
     if self.penalty == "gan":
       nets.update(critic_networks({"critic": self.latent_dim}, self.critic_hidden,
-                                  dtype=self.dtype))
+                                  dtype=self.dtype, dropout=self.critic_dropout))
     return nets
 
   def critic_logit_offset(self, state, z):

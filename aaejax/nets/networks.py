@@ -100,20 +100,26 @@ class _Heads(nn.Module):
 
 
 class MLPEncoder(nn.Module):
-  """Flattens images, applies ``hidden`` ReLU layers, then the output heads."""
+  """Flattens images, applies ``hidden`` ReLU layers, then the output heads.
+
+  ``dropout`` > 0: dropout after every hidden layer when training (rng ``"dropout"``; no
+  parameters, so checkpoints are the same with and without).
+  """
 
   latent_dim: int
   hidden: Sequence[int] = AAE_HIDDEN
   gaussian: bool = False
   num_categories: int = 0
   dtype: Any = jnp.float32
+  dropout: float = 0.0
 
   @nn.compact
   def __call__(self, x, train: bool = True):
-    del train
     h = x.reshape(x.shape[0], -1)
     for i, w in enumerate(self.hidden):
       h = nn.relu(nn.Dense(w, dtype=self.dtype, name=f"hidden_{i}")(h))
+      if self.dropout:
+        h = nn.Dropout(self.dropout, deterministic=not train)(h)
     return _Heads(self.latent_dim, self.gaussian, self.num_categories, self.dtype,
                   name="heads")(h)
 
@@ -139,17 +145,20 @@ class MLPDecoder(nn.Module):
 
 
 class Critic(nn.Module):
-  """Latent critic: an MLP logit of a code, optionally with a one-hot condition."""
+  """Latent critic: an MLP logit of a code, optionally with a one-hot condition.
+
+  ``dropout`` > 0: dropout after every hidden layer when training (rng ``"dropout"``).
+  """
 
   hidden: Sequence[int] = AAE_HIDDEN
   dtype: Any = jnp.float32
+  dropout: float = 0.0
 
   @nn.compact
   def __call__(self, z, cond=None, train: bool = True):
-    del train
     if cond is not None:
       z = jnp.concatenate([z, cond.astype(z.dtype)], axis=-1)
-    return MLP(self.hidden, 1, dtype=self.dtype, name="mlp")(z)[:, 0]
+    return MLP(self.hidden, 1, dropout=self.dropout, dtype=self.dtype, name="mlp")(z, train)[:, 0]
 
 
 class ImageCritic(nn.Module):
@@ -286,11 +295,12 @@ class ConvEncoder(nn.Module):
   num_categories: int = 0
   dtype: Any = jnp.float32
   conv_impl: str = "auto"  # aaejax.nets.conv: "auto", "subpixel" or "xla"
+  dropout: float = 0.0     # after every conv's activation when training (rng "dropout")
 
   @nn.compact
   def __call__(self, x, train: bool = True):
     h = _conv_stack(x, self.channels, self.kernel_size, self.batch_norm, train, nn.relu,
-                    dtype=self.dtype, impl=self.conv_impl)
+                    dtype=self.dtype, impl=self.conv_impl, dropout=self.dropout)
     return _Heads(self.latent_dim, self.gaussian, self.num_categories, self.dtype,
                   name="heads")(h)
 

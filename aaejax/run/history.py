@@ -35,6 +35,7 @@ import json
 import os
 from typing import Any, Mapping
 
+from aaejax.core import config_checks
 from aaejax.errors import ConfigError
 
 # Fields a resumed run may change freely: the loop's schedule and bookkeeping, not the math.
@@ -52,7 +53,7 @@ class ConfigChanged(ConfigError):
 
 
 def _plain(config) -> dict:
-  d = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  d = dict(config_checks.plain(config))
   return json.loads(json.dumps(d, default=str))  # tuples -> lists, as config.json holds them
 
 

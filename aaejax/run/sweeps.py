@@ -126,7 +126,7 @@ def init_members(model, configs: Sequence[Mapping]) -> Any:
 
 
 def _as_dict(config) -> dict:
-  return config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  return dict(config_checks.plain(config))
 
 
 def sweepable_fields(model, config=None) -> dict[str, str]:
