@@ -178,7 +178,7 @@ class CategoricalAAE(AAE):
     batch = inputs.batch
     x = self.inputs(batch, "labeled_image")
     heads, ms = self.apply("encoder", params, inputs.state.model_state, x, train=True,
-                           rngs={"dropout": jax.random.fold_in(inputs.inputs["keys"][4], 1)})
+                           rngs={"dropout": jax.random.fold_in(inputs.rng, 6)})  # its own key
     logits, labels = heads["y_logits"], batch["labeled_label"]
     loss = jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, labels))
     acc = jnp.mean(jnp.argmax(logits, axis=-1) == labels)
