@@ -158,7 +158,8 @@ class Critic(nn.Module):
   def __call__(self, z, cond=None, train: bool = True):
     if cond is not None:
       z = jnp.concatenate([z, cond.astype(z.dtype)], axis=-1)
-    return MLP(self.hidden, 1, dropout=self.dropout, dtype=self.dtype, name="mlp")(z, train)[:, 0]
+    mlp = MLP(self.hidden, 1, dropout=self.dropout, dtype=self.dtype, name="mlp")
+    return mlp(z, train)[:, 0]
 
 
 class ImageCritic(nn.Module):

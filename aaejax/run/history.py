@@ -69,12 +69,28 @@ def _load(workdir: str) -> dict | None:
                         "(the run's history is in config_history.jsonl).") from e
 
 
+def _off(value) -> bool:
+  """Whether ``value`` is an option's "off": None, "", 0, False or an empty list or dict."""
+  return value is None or (isinstance(value, (str, int, float, list, dict)) and not value)
+
+
 def diff(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
-  """``{field: (old, new)}`` for every top-level field that differs (missing = None; a field
-  missing on one side and empty, ``""``, on the other, as a newer config's off-by-default
-  option such as ``model_module``, is no difference)."""
+  """``{field: (old, new)}`` for every top-level field that differs (missing = None). A field
+  missing on one side and off on the other (``""``, 0, False, empty), as a newer config's
+  off-by-default option such as ``model_module`` or ``encoder_dropout`` against a run made
+  before it existed, is no difference.
+
+  >>> diff({"lr": 1.0}, {"lr": 1.0, "encoder_dropout": 0.0, "model_module": ""})
+  {}
+  >>> diff({"lr": 1.0}, {"lr": 2.0, "encoder_dropout": 0.25})
+  {'encoder_dropout': (None, 0.25), 'lr': (1.0, 2.0)}
+  """
+  def differs(a, b):
+    if a == b:
+      return False
+    return not (a is None or b is None) or not _off(b if a is None else a)
   return {k: (old.get(k), new.get(k)) for k in sorted(set(old) | set(new))
-          if old.get(k) != new.get(k) and not (old.get(k) in (None, "") and new.get(k) in (None, ""))}
+          if differs(old.get(k), new.get(k))}
 
 
 def check(config, workdir: str, resuming: bool) -> dict[str, tuple[Any, Any]]:
