@@ -202,7 +202,8 @@ def row_config(table: str, row: Row, seed: int, epochs: float | None = None, qui
     c.num_steps = steps
   if quick:
     c.hidden, c.critic_hidden = (32,), (32,)
-    for field in [f for f in c.keys() if f.endswith("_channels")]:  # conv nets: :celeba_cpu's widths
+    # Conv nets: :celeba_cpu's widths.
+    for field in [f for f in c.keys() if f.endswith("_channels")]:
       c[field] = tuple(min(ch, 8 * 2 ** i) for i, ch in enumerate(c[field]))
     c.num_steps, c.lr_boundaries, c.lr_factors = QUICK_STEPS, (), ()
     c.plots = False

@@ -147,10 +147,11 @@ def validate(config, choices: Choices | None = None) -> None:
   ``num_labeled`` >= 0); every ``*learning_rate`` is a positive number, every ``*_weight``
   >= 0; ``adam_b1``, ``adam_b2``, ``critic_dropout`` and ``encoder_dropout`` are in [0, 1);
   layer widths (``hidden``, ``*_hidden``, ``*_channels``) are tuples of positive ints;
-  ``lr_boundaries`` (increasing ints >= 0) and ``lr_factors`` (positive) have the same length, as has each
-  phase's tuple in ``phase_lr_factors`` (the phase names the model checks). Fields it does
-  not know are left alone; what only a model can judge (e.g. ``num_labeled`` a multiple of
-  the classes) :func:`aaejax.models.create` reports. Cheap: no data, no device.
+  ``lr_boundaries`` (increasing ints >= 0) and ``lr_factors`` (positive) have the same
+  length, as has each phase's tuple in ``phase_lr_factors`` (the phase names the model
+  checks). Fields it does not know are left alone; what only a model can judge (e.g.
+  ``num_labeled`` a multiple of the classes) :func:`aaejax.models.create` reports. Cheap: no
+  data, no device.
   """
   fields = _items(config)
   choices = {"network": ("network", NETWORKS)} if choices is None else choices

@@ -53,7 +53,7 @@ def get_config():
   c.conv_impl = "auto"            # conv nets: "auto" (sub-pixel on CPU, XLA's elsewhere), "subpixel", "xla"
   c.hidden = (1000, 1000)         # MLP encoder/decoder hidden layers (AAE paper)
   c.recon_loss = "bernoulli"      # "bernoulli" or "gaussian" (squared error)
-  c.encoder_dropout = 0.0         # autoencoders: dropout after the encoder's hidden layers in training
+  c.encoder_dropout = 0.0         # autoencoders: dropout after the encoder's hidden layers
   c.critic_dropout = 0.0          # dropout after the critics' hidden layers in training
   c.recon_weight = 1.0
   c.prior_scale = 1.0             # multiplies prior samples (sweepable)
