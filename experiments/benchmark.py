@@ -135,7 +135,7 @@ flags.DEFINE_list("compute_dtype", None, "config.compute_dtype of the rows, comm
 # Benchmark name -> (config file, overrides).
 ALIASES = {
     "aae": ("aae_unsupervised", {"prior": "gaussian", "critic_hidden": (1000, 1000),
-                                 "latent_dim": 8}),
+                                 "latent_dim": 8, "r1_weight": 0.0}),
     "wae_mmd_rbf": ("wae", {"penalty": "mmd_rbf", "latent_dim": 8}),
     "wae_mmd_imq": ("wae", {"penalty": "mmd_imq", "latent_dim": 8}),
     "wae_gan": ("wae", {"penalty": "gan", "latent_dim": 8}),

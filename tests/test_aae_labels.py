@@ -351,3 +351,24 @@ def test_bad_configs():
   x = jnp.zeros((4, 28, 28, 1), jnp.uint8)
   with pytest.raises(ValueError, match="labeled_image"):
     model.train_step(None, {"image": x}, jax.random.key(1))
+
+
+def test_r1_penalty_weight_is_the_hparam():
+  """r1_weight > 0 adds the R1 term to the critic phase (a metric per critic) with its weight
+  read from the state: at hparam 0 the step equals the step of a model without it."""
+  on = small(models.SupervisedPriorAAE, num_labeled=100, labeled_batch_size=50, r1_weight=10.0)
+  off = small(models.SupervisedPriorAAE, num_labeled=100, labeled_batch_size=50)
+  assert "r1_weight" in on.hparams() and "r1_weight" not in off.hparams()
+  x = (255 * jax.random.uniform(jax.random.key(0), (8, 28, 28, 1))).astype(jnp.uint8)
+  batch = {"image": x, "label": jnp.arange(8) % 10, "labeled_image": x,
+           "labeled_label": jnp.arange(8) % 10}
+  rng = jax.random.key(3)
+  base, m_off = jax.jit(off.train_step)(off.init(jax.random.key(1)), batch, rng)
+  step = jax.jit(on.train_step)
+  zero, m0 = step(on.init(jax.random.key(1), {"r1_weight": 0.0}), batch, rng)
+  ten, m10 = step(on.init(jax.random.key(1)), batch, rng)
+  assert "critic_r1" in m10 and "critic_r1" not in m_off and float(m10["critic_r1"]) > 0
+  np.testing.assert_allclose(m0["critic_loss"], m_off["critic_loss"], rtol=1e-6)
+  chex.assert_trees_all_close(zero.params, base.params, rtol=1e-5, atol=1e-7)
+  assert not all(np.allclose(a, b) for a, b in zip(jax.tree.leaves(ten.params["critic"]),
+                                                    jax.tree.leaves(base.params["critic"])))

@@ -15,6 +15,10 @@ def test_row_configs(mnist_dir):
   assert (c.num_labeled, c.seed, c.num_steps, c.lr_boundaries) == (100, 2, 60_000, (30_000,))
   c = reproduce.row_config("semisupervised", row, seed=0, epochs=2)
   assert (c.num_steps, c.lr_boundaries, c.eval_every) == (1200, (600,), 1200)
+  for every, expected in ((0, 60_000), (5_000, 5_000), (None, 3000)):
+    assert reproduce.row_config("semisupervised", row, 0, eval_every=every).eval_every == expected
+  with pytest.raises(ValueError, match="eval_every must be >= 0"):
+    reproduce.row_config("semisupervised", row, 0, eval_every=-1)
   q = reproduce.row_config("clustering", reproduce.TABLES["clustering"].rows[1], 0, quick=True)
   assert (q.num_clusters, q.num_steps, q.hidden, q.plots) == (30, reproduce.QUICK_STEPS, (32,),
                                                                False)

@@ -11,7 +11,9 @@ critics' condition (if any) and D_k the critics:
    one update per critic with a shared learning rate):
    Σ_k −log D_k(p_k, c) − log(1 − D_k(q_k(x), c)), p_k a prior sample (real),
    q_k(x) the matching encoder output (fake), both with ``critic_noise``
-   gaussian noise added (real and fake go through D_k as one batch);
+   gaussian noise added (real and fake go through D_k as one batch); with ``r1_weight`` γ
+   > 0, plus γ/2 · Σ_k E‖∇D_k(p_k, c)‖², the R1 penalty on the real inputs
+   (:func:`aaejax.penalties.logits_and_r1`, from the same pass);
 3. ``gen`` (encoder, as the generator): gen_weight · Σ_k −log D_k(q_k(x), c)
    (non-saturating), with the critics as phase 2 left them. Phase 2 does not
    train the encoder, so q_k(x) is the same in both: phases 2 and 3 share one
@@ -52,11 +54,14 @@ class AAE(Autoencoder):
   learning rates of the three phases), ``recon_weight`` (multiplies the
   reconstruction loss), ``gen_weight`` (multiplies the encoder's adversarial
   loss), ``prior_scale`` (multiplies prior samples), ``critic_noise`` (std of
-  gaussian noise added to both critic inputs; 0 disables it).
+  gaussian noise added to both critic inputs; 0 disables it); ``r1_weight`` (γ of the
+  critics' R1 penalty) when the model has one.
 
   Attributes (besides the autoencoder's): ``critic_hidden``, the latent critics' hidden
   layers; ``critic_dropout``, dropout after them in training (as public reproductions of
-  the semi-supervised AAE use; the encoder's is config ``encoder_dropout``).
+  the semi-supervised AAE use; the encoder's is config ``encoder_dropout``); ``r1_weight``,
+  the default γ of the R1 penalty on the critics' real inputs: 0 builds a step without it,
+  and then the hparam does not exist (a sweep over γ needs a base config with γ > 0).
 
   Example:
 
@@ -73,13 +78,15 @@ class AAE(Autoencoder):
 
   critic_hidden: Sequence[int] = networks.AAE_HIDDEN
   critic_dropout: float = 0.0
+  r1_weight: float = 0.0
 
   @classmethod
   def from_config(cls, config, image_shape, **fields):
     return super().from_config(config, image_shape, **fields,
                                critic_hidden=tuple(config.get("critic_hidden",
                                                               networks.AAE_HIDDEN)),
-                               critic_dropout=float(config.get("critic_dropout", 0.0)))
+                               critic_dropout=float(config.get("critic_dropout", 0.0)),
+                               r1_weight=float(config.get("r1_weight", 0.0)))
 
   def phases(self):
     forward = self.adversarial_forward
@@ -89,7 +96,8 @@ class AAE(Autoencoder):
 
   def default_hparams(self):
     return {"lr_recon": 1e-3, "lr_critic": 1e-4, "lr_gen": 1e-4, "recon_weight": 1.0,
-            "gen_weight": 1.0, "prior_scale": 1.0, "critic_noise": 0.0}
+            "gen_weight": 1.0, "prior_scale": 1.0, "critic_noise": 0.0,
+            **({"r1_weight": self.r1_weight} if self.r1_weight > 0 else {})}
 
   # ---- hooks -------------------------------------------------------------------------
 
@@ -180,22 +188,32 @@ class AAE(Autoencoder):
     return self.adversarial_codes(heads), inputs.state.model_state
 
   def loss_critic(self, inputs, params, codes):
-    """Phase 2: Σ_k −log D_k(p_k, c) − log(1 − D_k(q_k(x), c)), real and fake in one pass."""
+    """Phase 2: Σ_k −log D_k(p_k, c) − log(1 − D_k(q_k(x), c)), real and fake in one pass
+    (plus γ/2 · R1 of the real inputs with ``r1_weight``)."""
     state, keys, cond = inputs.state, inputs.inputs["keys"], inputs.inputs["cond"]
     n = inputs.inputs["x_reg"].shape[0]
     reals = self.prior_codes(state, inputs.inputs["reg"], keys[2], n)
     cond2 = None if cond is None else jnp.concatenate([cond, cond])
-    total, out = 0.0, {}
+    total, penalty, out = 0.0, 0.0, {}
     for i, (name, fake) in enumerate(codes.items()):
-      logits = self.latent_critic_logits(state, params, jnp.concatenate([reals[name], fake]),
-                                         jax.random.fold_in(keys[3], i), cond2, name)
+      def critic(z, key=jax.random.fold_in(keys[3], i), name=name):
+        return self.latent_critic_logits(state, params, z, key, cond2, name)
+
+      z = jnp.concatenate([reals[name], fake])
+      if self.r1_weight > 0:
+        logits, r1 = penalties.logits_and_r1(critic, z, jnp.arange(2 * n) < n)
+      else:
+        logits = critic(z)
       real, fake = logits[:n], logits[n:]
       loss = penalties.critic_loss(real, fake)
       out[f"{name}_loss"] = loss
       out[f"{name}_acc"] = penalties.critic_accuracy(real, fake)
+      if self.r1_weight > 0:
+        out[f"{name}_r1"] = r1
+        penalty = penalty + 0.5 * state.hparams["r1_weight"] * r1
       total = total + loss
-    out["critic_loss"] = total
-    return total, (out, state.model_state)
+    out["critic_loss"] = total  # the cross-entropies; the R1 terms are the *_r1 metrics
+    return (total + penalty if self.r1_weight > 0 else total), (out, state.model_state)
 
   def loss_gen(self, inputs, params, codes):
     """Phase 3: gen_weight · Σ_k −log D_k(q_k(x), c), the critics as phase 2 left them."""

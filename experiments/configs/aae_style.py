@@ -25,6 +25,7 @@ from configs import aae_unsupervised
 def get_config():
   c = aae_unsupervised.get_config()
   c.model = "aae_style"
+  c.r1_weight = 0.0               # screened without the main job's R1 penalty
   c.prior = "gaussian"
   c.latent_dim = 15
   c.learning_rate = 1e-3

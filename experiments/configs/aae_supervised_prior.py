@@ -27,6 +27,7 @@ from configs import aae_unsupervised
 def get_config():
   c = aae_unsupervised.get_config()
   c.model = "aae_supervised_prior"
+  c.r1_weight = 0.0               # screened without the main job's R1 penalty
   c.prior = "gaussian_mixture"   # gaussian_mixture | swiss_roll
   c.num_labeled = 10_000         # a multiple of 10; 60_000 labels everything
   c.labeled_batch_size = 100     # labelled examples added to each step's regularization (0: none)

@@ -55,6 +55,7 @@ def get_config():
   c.recon_loss = "bernoulli"      # "bernoulli" or "gaussian" (squared error)
   c.encoder_dropout = 0.0         # autoencoders: dropout after the encoder's hidden layers
   c.critic_dropout = 0.0          # dropout after the critics' hidden layers in training
+  c.r1_weight = 0.0               # AAEs: γ of the R1 penalty on the latent critics' real inputs
   c.recon_weight = 1.0
   c.prior_scale = 1.0             # multiplies prior samples (sweepable)
   # Optimisation: Adam per phase; the rate multiplier drops by lr_factors at lr_boundaries (steps).
