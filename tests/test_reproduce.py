@@ -69,11 +69,12 @@ def test_quick_run_end_to_end(mnist_dir, tmp_path):
 def test_parzen_table_quick(mnist_dir, tmp_path):
   """The Parzen table's rows and Markdown; one real quick run (the GAN row)."""
   spec = reproduce.TABLES["parzen"]
-  assert [(r.key, r.paper) for r in spec.rows] == [("aae", 340.0), ("gan", 225.0),
-                                                   ("vae", None), ("wae", None)]
-  aae = reproduce.row_config("parzen", spec.rows[0], 0)
-  assert (aae.model, aae.latent_dim, aae.prior) == ("aae", 8, "gaussian")
-  assert reproduce.row_config("parzen", spec.rows[3], 0).model == "wae"
+  assert [(r.key, r.paper) for r in spec.rows] == [("aae", 340.0), ("aae_r1", 340.0),
+                                                   ("gan", 225.0), ("vae", None), ("wae", None)]
+  aae, aae_r1 = (reproduce.row_config("parzen", r, 0) for r in spec.rows[:2])
+  assert (aae.model, aae.latent_dim, aae.prior, aae.r1_weight) == ("aae", 8, "gaussian", 0.0)
+  assert aae_r1.r1_weight == 10.0  # the main job's
+  assert reproduce.row_config("parzen", spec.rows[4], 0).model == "wae"
   summary = reproduce.run_table("parzen", str(tmp_path), seeds=1, quick=True, rows=["gan"])
   row = summary["rows"][0]
   assert np.isfinite(row["mean"]) and row["extra"]["eval/parzen_ll_se"] > 0

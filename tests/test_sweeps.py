@@ -146,7 +146,10 @@ def test_grids_and_bad_fields():
   aae_model = models.create(aae, (28, 28, 1))
   assert set(sweeps.sweepable_fields(aae_model, aae)) == {
       "seed", "learning_rate", "critic_learning_rate", "gen_learning_rate", "gen_weight",
-      "critic_noise", "recon_weight", "prior_scale"}
+      "critic_noise", "recon_weight", "prior_scale", "r1_weight"}
+  no_r1 = tiny_config("aae_unsupervised", r1_weight=0.0)  # no R1 term in the step to weigh
+  with pytest.raises(ValueError, match="cannot sweep 'r1_weight'"):
+    sweeps.parse_grid(["r1_weight=0,10"], no_r1, models.create(no_r1, (28, 28, 1)))
   for bad in ("latent_dim=2,4", "prior=gaussian,swiss_roll", "penalty=mmd_rbf,gan",
               "batch_size=50,100", "hidden=(32,)", "num_steps=5,10"):
     with pytest.raises(ValueError, match=r"cannot sweep .*shapes the model.*Sweepable fields of "
