@@ -4,7 +4,7 @@ reduction, the Parzen-window log-likelihood of Table 1) and the WAE paper's Cele
 comparison.
 
   python experiments/reproduce.py --table=semisupervised --workdir=runs/repro \
-      [--seeds=3] [--epochs=E] [--rows=100,1000] [--quick] [--publish=NAME]
+      [--seeds=3] [--epochs=E] [--rows=100,1000] [--eval_every=N] [--quick] [--publish=NAME]
   python experiments/reproduce.py --table=main --workdir=runs/repro --publish=main
 
 Trains every row of the table (:data:`TABLES`) once per seed (seeds 0, 1, …;
@@ -16,7 +16,7 @@ boundaries moved in proportion. Writes into ``workdir``:
 - ``<table>.md``: per row, the mean ± std over seeds of the table's final
   metric (test error %; Parzen log-likelihood in nats) next to the paper's
   number and the gap between them, and the table's extra metrics (``parzen``:
-  the Parzen standard error, σ and ``eval/fd_digits``);
+  the Parzen standard error, σ, ``eval/fd_digits`` and the digits covered);
 - ``<table>.json``: the same and every run's final eval metrics.
 
 ``--publish=NAME`` also writes ``experiments/results/NAME.md`` / ``.json`` (with the
@@ -26,14 +26,15 @@ with the table: the README's result tables are these files, which a test checks.
 
 Each run lives in ``workdir/<table>/<row>/seed<k>`` (metrics, checkpoints,
 plots) and resumes from its checkpoints, so a reproduction that was stopped
-continues where it stopped. ``--quick`` trains tiny networks for 20 steps per
+continues where it stopped. ``--eval_every=0`` evaluates each run at its last step only
+(all a table reads; evaluation does not touch training). ``--quick`` trains tiny networks for 20 steps per
 run: a smoke test of the whole pipeline, not a measurement.
 
 The Parzen table (Goodfellow et al.'s protocol, :mod:`aaejax.evaluation.parzen`): each
 model's 10,000 samples, σ chosen on 1,000 training images, the mean
 log-likelihood of the 10,000 test images. Rows: the AAE (``aae_unsupervised``
 with an 8-D gaussian prior: the paper's Parzen AAE had a higher-dimensional
-code than its 2-D figures), the GAN (``gan``), the VAE (``vae``) and the WAE
+code than its 2-D figures; without and with the main job's R1 penalty), the GAN (``gan``), the VAE (``vae``) and the WAE
 (``wae``), each at its config's schedule. The paper has numbers for the AAE
 (340 ± 2) and the GAN (225 ± 2, from Goodfellow et al.) only.
 """
