@@ -201,16 +201,14 @@ class AAE(Autoencoder):
 
       z = jnp.concatenate([reals[name], fake])
       if self.r1_weight > 0:
-        logits, r1 = penalties.logits_and_r1(critic, z, jnp.arange(2 * n) < n)
+        logits, out[f"{name}_r1"] = penalties.logits_and_r1(critic, z, jnp.arange(2 * n) < n)
+        penalty = penalty + 0.5 * state.hparams["r1_weight"] * out[f"{name}_r1"]
       else:
         logits = critic(z)
       real, fake = logits[:n], logits[n:]
       loss = penalties.critic_loss(real, fake)
       out[f"{name}_loss"] = loss
       out[f"{name}_acc"] = penalties.critic_accuracy(real, fake)
-      if self.r1_weight > 0:
-        out[f"{name}_r1"] = r1
-        penalty = penalty + 0.5 * state.hparams["r1_weight"] * r1
       total = total + loss
     out["critic_loss"] = total  # the cross-entropies; the R1 terms are the *_r1 metrics
     return (total + penalty if self.r1_weight > 0 else total), (out, state.model_state)
