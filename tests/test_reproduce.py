@@ -163,3 +163,29 @@ def test_gpu_check_script_names_real_tables_and_rows():
   for name, args in calls:
     rows = re.search(r"--rows=([\w,]+)", args).group(1).split(",")
     assert set(rows) <= {r.key for r in reproduce.TABLES[name].rows}, (name, rows)
+
+
+def test_section_tables_follow_the_readme_commands():
+  """The tables of the README's other MNIST sections train what their sections describe."""
+  def config(table, key):
+    row = next(r for r in reproduce.TABLES[table].rows if r.key == key)
+    return reproduce.row_config(table, row, seed=1, eval_every=0)
+  c = config("dann", "source_only")
+  assert (c.model, c.domain_weight, c.num_steps, c.eval_every, c.seed) == ("dann", 0.0, 1000,
+                                                                           1000, 1)
+  assert config("dann", "dann").domain_weight == 1.0
+  c = config("triplegan", "aae_semi")
+  assert (c.model, c.num_labeled, c.num_steps, c.lr_boundaries) == ("aae_semisupervised", 100,
+                                                                   3000, (1500,))
+  assert config("triplegan", "triplegan").num_steps == 3000
+  c = config("style", "two_encoder")
+  assert (c.content_encoder, c.label_adversary_weight, c.content_weight, c.num_steps) == (
+      True, 10.0, 10.0, 3000)
+  assert config("style", "plain").label_adversary_weight == 0.0
+  assert (config("vae", "vae_2d").latent_dim, config("vae", "vaegan_three_way").three_way) == (
+      2, True)
+  c = config("gan", "dcgan")
+  assert (c.network, c.num_steps, c.critic_dropout) == ("conv", 1000, 0.0)
+  assert config("gan", "gan").critic_dropout == 0.7
+  assert config("bigan", "ali").stochastic_encoder and not config("bigan", "bigan").stochastic_encoder
+  assert config("infogan", "infogan").num_steps == 6000
