@@ -8,7 +8,8 @@
 # clusters (each the config's 100 epochs, seed 0), and the WAE paper's CelebA comparison with
 # the paper-size nets (VAE, WAE-MMD, WAE-GAN; 50 epochs of the CelebA images at hand, so
 # 4,000 steps on the 10k local subset). OUT/timings.txt has each table's wall time and the
-# device. QUICK=1 runs every table as reproduce.py's 20-step smoke run (on any machine).
+# device. Each run is evaluated at its last step only (--eval_every=0), all a table reads.
+# QUICK=1 runs every table as reproduce.py's 20-step smoke run (on any machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT="${1:-runs/gpu_check}"
@@ -20,7 +21,7 @@ python -c "import jax; print('devices:', jax.devices())" | tee "$OUT/timings.txt
 table() {  # table NAME ARGS...: one reproduce.py call, timed
   local name="$1"; shift
   local t0=$SECONDS
-  python experiments/reproduce.py --table="$name" --workdir="$OUT" "${quick[@]}" "$@"
+  python experiments/reproduce.py --table="$name" --workdir="$OUT" --eval_every=0 "${quick[@]}" "$@"
   echo "$name $* : $((SECONDS - t0)) s" | tee -a "$OUT/timings.txt"
 }
 
