@@ -113,7 +113,7 @@ def test_celeba_table_with_the_real_floor(tmp_path, monkeypatch):
   # Disjoint real sets: a small distance, and the larger sets give the smaller FD bias.
   assert 0 <= floor["train_vs_test"]["fd"] < floor["halves"]["fd"] < 1e-3
   text = reproduce.markdown(summary)
-  assert "| VAE | — | 11.00 | — | 1 | 5 |" in text
+  assert "| VAE | — | 11.00 | — | 1 | 20 |" in text  # 1,600 steps of 8,000 images
   assert "| training vs test images | 2,000 vs 2,000 |" in text
 
 

@@ -73,7 +73,12 @@ def get_config():
 
 # CelebA 64x64 (the WAE paper's setup), shared by the celeba variants of wae, vae, gan, aae.
 CELEBA_STEPS_PER_EPOCH = 1628   # 162,770 images (tfds' train split, the official one) / 100
-CELEBA_CPU_STEPS = 400          # the celeba_cpu budget (the same for every model)
+# The celeba_cpu budgets: about 10 minutes a model on 2 CPU cores (BENCHMARKS.md, "CelebA at
+# the CPU budget"). Models with only a latent penalty (VAE, WAE, AAE) take 20 epochs of the
+# 8,000-image local subset; those with an image critic (GAN, VAE-GAN), whose step costs 2-4x
+# more, take 5.
+CELEBA_CPU_STEPS = 1600
+CELEBA_CPU_IMAGE_CRITIC_STEPS = 400
 CELEBA_SIZES = ("paper", "cpu")
 
 
@@ -84,9 +89,9 @@ def celeba(c, size: str = "paper"):
   the paper's conv nets (5x5 kernels, batch norm; encoder 128-256-512-1024 stride-2 convs,
   decoder from 8x8x1024), Adam with beta1 0.5, batch 100, 50 epochs with the rate halved
   after 30 (the authors' schedule). ``size="cpu"``: the same nets 16x narrower (8-16-32-64,
-  decoder from 8x8x64) and CELEBA_CPU_STEPS steps (5 epochs of the 8,000-image local subset),
-  the rate halved at 60 %: about 0.24 s a step on 2 quiet CPU cores (0.57 s at 16-32-64-128;
-  BENCHMARKS.md, "Conv nets on the CPU").
+  decoder from 8x8x64) and CELEBA_CPU_STEPS steps (20 epochs of the 8,000-image local subset;
+  :func:`cpu_budget` sets another), the rate halved at 60 %: about 0.24 s a step on 2 quiet
+  CPU cores (0.57 s at 16-32-64-128; BENCHMARKS.md, "Conv nets on the CPU").
   """
   if size not in CELEBA_SIZES:
     raise ValueError(f"unknown CelebA size {size!r}; expected one of {CELEBA_SIZES}.")
@@ -107,13 +112,19 @@ def celeba(c, size: str = "paper"):
     c.checkpoint_every = CELEBA_STEPS_PER_EPOCH
   else:
     c.conv_channels = (8, 16, 32, 64)
-    c.num_steps = CELEBA_CPU_STEPS
-    c.lr_boundaries = (int(0.6 * CELEBA_CPU_STEPS),)
-    c.eval_every = CELEBA_CPU_STEPS // 2
-    c.checkpoint_every = CELEBA_CPU_STEPS // 2
+    cpu_budget(c, CELEBA_CPU_STEPS)
     # As many generated images as the local subset's held-out split has real ones (2,000);
     # the EfficientNet features of 2,000 images take about 40 s on 2 CPU cores.
     c.fd_samples = 2_000
   c.lr_factors = (0.5,)
   c.log_every = 50
+  return c
+
+
+def cpu_budget(c, steps: int):
+  """A celeba_cpu run of ``steps`` steps: the rate halved at 60 %, evaluated and saved halfway."""
+  c.num_steps = steps
+  c.lr_boundaries = (int(0.6 * steps),)
+  c.eval_every = steps // 2
+  c.checkpoint_every = steps // 2
   return c

@@ -16,7 +16,8 @@ coverage by the project's digit classifier on 10,000 samples
 
 ``gan.py:celeba`` / ``gan.py:celeba_cpu``: DCGAN on CelebA 64x64 with wae.py:celeba's nets
 (generator = its decoder, critic = its encoder's convs with LeakyReLU, 5x5 kernels), 64-D
-noise, Adam 2e-4 with beta1 0.5, and the celeba budget and schedule.
+noise, Adam 2e-4 with beta1 0.5, and the celeba schedule (:celeba_cpu: 400 steps, the budget
+of the models with an image critic).
 """
 
 from configs import default
@@ -49,6 +50,8 @@ def get_config(arg=""):
     c.learning_rate = 2e-4
     c.critic_learning_rate = 2e-4
     c.critic_dropout = 0.0
+    if arg == "celeba_cpu":
+      default.cpu_budget(c, default.CELEBA_CPU_IMAGE_CRITIC_STEPS)
   elif arg == "dcgan":
     c.network = "conv"
     c.conv_kernel = 4

@@ -8,12 +8,13 @@ fakes; three Adam updates from one forward pass. Critic: MLP 1000-1000 LeakyReLU
 its first hidden layer (the paper reads a middle layer: low enough to keep the image's
 layout); Adam 3e-4 with β1 0.5 for the three phases, batch 100, 3,000 steps (the VAE's budget).
 CelebA: ``wae.py:celeba``'s conv encoder and decoder, a conv critic of the same widths
-(features of its third conv, as the paper's), and the celeba budget and schedule.
+(features of its third conv, as the paper's), and the celeba schedule (:celeba_cpu: 400 steps,
+the budget of the models with an image critic).
 
   python experiments/main.py --config=experiments/configs/vaegan.py --workdir=runs/vaegan
 """
 
-from configs import vae
+from configs import default, vae
 
 
 def get_config(arg=""):
@@ -36,4 +37,6 @@ def get_config(arg=""):
     c.critic_channels = tuple(c.conv_channels)
     c.feature_layer = 2           # the third conv, as the paper's
     c.recon_loss = "gaussian"     # only the pixel diagnostic recon_loss reads it
+    if arg == "celeba_cpu":         # its image critic makes a step 3x the VAE's
+      default.cpu_budget(c, default.CELEBA_CPU_IMAGE_CRITIC_STEPS)
   return c
