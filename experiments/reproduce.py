@@ -58,7 +58,7 @@ from aaejax import data
 from aaejax.evaluation import feature_distances, feature_nets
 from aaejax.run import train
 from configs import (aae_clustering, aae_dimreduction, aae_semisupervised, aae_style,
-                     aae_unsupervised, bigan, dann, gan, infogan, triplegan, vae, vaegan, wae)
+                     aae_supervised_prior, aae_unsupervised, bigan, dann, gan, infogan, triplegan, vae, vaegan, wae)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -222,6 +222,17 @@ TABLES = {
         title="5-NN digit accuracy on the style codes z (0.1 = chance; the aim: ≤ 0.30)",
         extra=("eval/recon_loss", "eval/error_rate"),
         per_seed=("eval/z_label_knn_accuracy",), digits=3),
+    # The label-conditioned prior (the paper's Fig. 4), its config's 10 epochs.
+    "supervised_prior": Table(aae_supervised_prior.get_config, "eval/label_component_accuracy", (
+        Row("mixture", "10-gaussian mixture, 10,000 labels", {
+            "skip_evaluators": _NO_GENERATIVE_SCORES}, None),
+        Row("swiss_roll", "swiss roll, 10,000 labels", {
+            "prior": "swiss_roll", "skip_evaluators": _NO_GENERATIVE_SCORES}, None)),
+        title="share of test codes in their own digit's part of the prior (mixture: nearest "
+              "component; swiss roll: own segment)",
+        higher_is_better=True, extra=("eval/mmd_to_prior", "eval/knn_accuracy",
+                                      "eval/recon_loss"),
+        per_seed=("eval/label_component_accuracy",), digits=3),
     "celeba": _celeba_table("cpu"),
     "celeba_paper": _celeba_table("paper"),
 }

@@ -189,3 +189,6 @@ def test_section_tables_follow_the_readme_commands():
   assert config("gan", "gan").critic_dropout == 0.7
   assert config("bigan", "ali").stochastic_encoder and not config("bigan", "bigan").stochastic_encoder
   assert config("infogan", "infogan").num_steps == 6000
+  c = config("supervised_prior", "swiss_roll")
+  assert (c.model, c.prior, c.num_labeled, c.num_steps) == ("aae_supervised_prior", "swiss_roll",
+                                                            10_000, 6000)
