@@ -58,7 +58,8 @@ from aaejax import data
 from aaejax.evaluation import feature_distances, feature_nets
 from aaejax.run import train
 from configs import (aae_clustering, aae_dimreduction, aae_semisupervised, aae_style,
-                     aae_supervised_prior, aae_unsupervised, bigan, dann, gan, infogan, triplegan, vae, vaegan, wae)
+                     aae_supervised_prior, aae_unsupervised, bigan, dann, gan, infogan,
+                     triplegan, vae, vaegan, wae)
 
 
 @dataclasses.dataclass(frozen=True)
