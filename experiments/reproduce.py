@@ -3,7 +3,8 @@ prior), the AAE paper's MNIST tables (semi-supervised, clustering, dimensionalit
 reduction, the Parzen-window log-likelihood of Table 1), the WAE paper's CelebA
 comparison, and the tables of the README's other MNIST sections (``vae``: the VAE and
 VAE-GAN; ``gan``: the GAN and DCGAN; ``bigan``; ``infogan``; ``triplegan``: with the
-semi-supervised AAE at its budget; ``dann``; ``style``), each row at its section's budget.
+semi-supervised AAE at its budget; ``dann``; ``style``; ``supervised_prior``: the
+label-conditioned prior), each row at its section's budget.
 
   python experiments/reproduce.py --table=semisupervised --workdir=runs/repro \
       [--seeds=3] [--epochs=E] [--rows=100,1000] [--eval_every=N] [--quick] [--publish=NAME]
